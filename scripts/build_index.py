@@ -1,0 +1,34 @@
+"""Encode a dataset split with one encoder into indexes/<encoder>/ (vectors, metadata, t-SNE, thumbnails)."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
+from search.encoders import EncoderStore  # noqa: E402
+from search.index import build_index  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_encoder(p)
+    add_data_dir(p)
+    p.add_argument("--split", choices=["train", "test", "all"], default="train")
+    add_index_dir(p, "--out-dir")
+    p.add_argument("--float16", action="store_true", help="store embeddings as float16 (half the size)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None)
+    add_model_args(p)
+    a = p.parse_args()
+    encoder = EncoderStore(a.checkpoint_dir, a.weights).load(a.encoder, trunk=a.trunk)
+    index = build_index(encoder, a.data_dir, a.split, a.index_dir, a.float16, a.batch_size, a.workers)
+    m = index.manifest
+    print(json.dumps({k: m[k] for k in ("encoder", "label", "trunk", "count", "dim", "skipped", "build_seconds")}
+                     | {"path": str(index.path)}))
+
+
+if __name__ == "__main__":
+    run(main)

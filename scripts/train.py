@@ -1,0 +1,44 @@
+"""Train the scratch CNN or the transfer head; best-by-validation checkpoint, resumable, seeded."""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search import config  # noqa: E402
+from search.cli import add_data_dir, add_model_args, run  # noqa: E402
+from search.encoders import EncoderStore, spec  # noqa: E402
+from search.training import TRAINERS  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    d = config.TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--encoder", required=True, choices=sorted(TRAINERS))
+    add_data_dir(p)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--out", type=Path, default=None, help="checkpoint path (default: <checkpoint-dir>/<name>.pt)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--workers", type=int, default=config.num_workers())
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--fresh", action="store_true", help="ignore saved resume state and start over")
+    add_model_args(p)
+    return p
+
+
+def main() -> None:
+    a = get_args_parser().parse_args()
+    cfg = dataclasses.replace(config.TrainConfig(), batch_size=a.batch_size, lr=a.lr, num_workers=a.workers,
+                              seed=a.seed)
+    out = a.out or a.checkpoint_dir / spec(a.encoder).checkpoint
+    store = EncoderStore(a.checkpoint_dir, a.weights)
+    kwargs = {"trunk": a.trunk} if spec(a.encoder).uses_trunk else {}
+    result = TRAINERS[a.encoder](a.data_dir, out, a.epochs, store, cfg, fresh=a.fresh, **kwargs)
+    print(result.json())
+
+
+if __name__ == "__main__":
+    run(main)

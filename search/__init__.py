@@ -1,0 +1,1 @@
+"""Landmark Lens: reverse image search over landmark photos with three CNN encoders."""

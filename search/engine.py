@@ -1,0 +1,88 @@
+"""Everything a search needs, loaded once: encoders (one shared trunk), their indexes, and why any is missing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import config
+from .encoders import REGISTRY, Encoder, EncoderStore, spec
+from .errors import LandmarkError
+from .index import GalleryIndex, index_path, load_index, read_manifest
+from .rank import Searcher
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked result."""
+
+    rank: int
+    row: int
+    path: str
+    class_name: str
+    distance: float
+    thumbnail: Path
+
+
+@dataclass
+class Backend:
+    """One usable encoder with its verified index and searcher."""
+
+    encoder: Encoder
+    index: GalleryIndex
+    searcher: Searcher
+
+
+def open_backend(store: EncoderStore, index_root: Path, name: str) -> Backend:
+    """Load encoder `name` with the trunk its index was built with, and the index, verified against it."""
+    spec(name)
+    path = index_path(index_root, name)
+    manifest = read_manifest(path)
+    encoder = store.load(name, trunk=manifest.get("trunk"))
+    index = load_index(path, encoder)
+    return Backend(encoder, index, Searcher(index.embeddings))
+
+
+class SearchEngine:
+    """All available backends under an index root; unavailable encoders keep their reason."""
+
+    def __init__(self, index_root: Path = config.INDEX_DIR, checkpoint_dir: Path = config.CHECKPOINT_DIR,
+                 weights: Path | None = None, names: tuple[str, ...] = tuple(REGISTRY)):
+        self.index_root = Path(index_root)
+        self.store = EncoderStore(checkpoint_dir, weights)
+        self.backends: dict[str, Backend] = {}
+        self.unavailable: dict[str, str] = {}
+        for name in names:
+            try:
+                self.backends[name] = open_backend(self.store, self.index_root, name)
+            except LandmarkError as exc:
+                self.unavailable[name] = str(exc)
+
+    def backend(self, name: str) -> Backend:
+        """The backend of `name`, or a clear error saying why it cannot be used."""
+        if name in self.backends:
+            return self.backends[name]
+        if name in self.unavailable:
+            raise LandmarkError(f"The {name} encoder is unavailable: {self.unavailable[name]}")
+        raise LandmarkError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
+
+    def embed(self, name: str, image: Image.Image) -> np.ndarray:
+        """One normalised RGB image -> its (D,) vector under encoder `name`."""
+        return self.backend(name).encoder.encode([image])[0]
+
+    def search_vector(self, name: str, vector: np.ndarray, k: int) -> list[Hit]:
+        """Ranked hits of an already-embedded query."""
+        b = self.backend(name)
+        if int(k) < 1:
+            raise LandmarkError(f"top-k must be at least 1 (got {k}).")
+        k = min(int(k), config.TOP_K_MAX, len(b.index.items))
+        idx, dist = b.searcher.search(vector[None, :], k)
+        return [Hit(r + 1, int(i), b.index.items[i]["path"], b.index.items[i]["class_name"], float(d),
+                    b.index.thumbnail_path(int(i))) for r, (i, d) in enumerate(zip(idx[0], dist[0]))]
+
+    def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
+        """Ranked hits for a normalised RGB image."""
+        return self.search_vector(name, self.embed(name, image), k)

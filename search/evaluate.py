@@ -1,0 +1,50 @@
+"""Retrieval quality of an encoder: test-split photos as queries against the train-split gallery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import find_classes, list_items
+from .encoders import Encoder
+from .errors import IndexError_
+from .index import EVAL, GalleryIndex, encode_paths
+from .metrics import retrieval_report
+from .rank import top_k
+from .storage import write_json
+
+
+def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10,
+             workers: int | None = None) -> dict:
+    """Precision@1/5/10 and mAP@10 of `encoder` on the test split, against the index's train items."""
+    folders = index.manifest["class_folders"]
+    classes = find_classes(data_root)
+    if classes != folders:
+        raise IndexError_(f"{data_root} has classes {len(classes)} that differ from the index's {len(folders)}: "
+                          "rebuild the index from this dataset.")
+    gallery_rows = np.array([i for i, it in enumerate(index.items) if it["split"] == "train"])
+    if len(gallery_rows) == 0:
+        raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train or all.")
+    queries = list_items(data_root, ("test",), classes)
+    started = time.perf_counter()
+    q_emb, kept, _ = encode_paths(encoder, [p for p, _ in queries], None, workers=workers, desc="encoding queries")
+    encode_s = time.perf_counter() - started
+    q_labels = np.array([queries[i][1].class_id for i in kept])
+    g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])
+    idx, _ = top_k(q_emb, index.embeddings[gallery_rows], k)
+    report = {"encoder": encoder.name, "label": encoder.label,
+              **retrieval_report(q_labels, g_labels[idx], g_labels, map_k=k),
+              "gallery": int(len(gallery_rows)),
+              "ms_per_query": round(1000 * (time.perf_counter() - started) / max(len(kept), 1), 1),
+              "encode_seconds": round(encode_s, 2),
+              "encoder_fingerprint": encoder.fingerprint}
+    return report
+
+
+def save_report(report: dict, index: GalleryIndex) -> Path:
+    """Write the report next to the index, atomically, for the app to show."""
+    path = index.path / EVAL
+    write_json(report, path)
+    return path

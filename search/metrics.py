@@ -1,0 +1,35 @@
+"""Retrieval metrics over ranked class labels: precision@k and mAP@k."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relevance(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray) -> np.ndarray:
+    """(Q, K) boolean matrix: is the hit at each rank of the query's class?"""
+    return np.asarray(ranked_gallery_labels) == np.asarray(query_labels)[:, None]
+
+
+def precision_at_k(rel: np.ndarray, k: int) -> float:
+    """Mean fraction of relevant items among the first k hits."""
+    return float(rel[:, :k].mean()) if rel.size else 0.0
+
+
+def average_precision_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """AP@k per query: sum of precision at each relevant rank <= k, divided by min(k, #relevant)."""
+    r = rel[:, :k].astype(np.float64)
+    prec = np.cumsum(r, axis=1) / np.arange(1, r.shape[1] + 1)
+    denom = np.minimum(k, np.asarray(n_relevant))
+    return np.where(denom > 0, (prec * r).sum(axis=1) / np.maximum(denom, 1), 0.0)
+
+
+def retrieval_report(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray,
+                     gallery_labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10), map_k: int = 10) -> dict:
+    """P@k for each k and mAP@map_k; a query's relevant items are the gallery items of its class."""
+    rel = relevance(query_labels, ranked_gallery_labels)
+    counts = np.bincount(np.asarray(gallery_labels), minlength=int(np.max(query_labels, initial=0)) + 1)
+    n_rel = counts[np.asarray(query_labels)]
+    report = {f"precision@{k}": round(precision_at_k(rel, k), 4) for k in ks}
+    report[f"mAP@{map_k}"] = round(float(average_precision_at_k(rel, n_rel, map_k).mean()) if len(rel) else 0.0, 4)
+    report["queries"] = int(len(query_labels))
+    return report

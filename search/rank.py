@@ -1,0 +1,56 @@
+"""Exact nearest-neighbour ranking over L2-normalised vectors (and FAISS for very large galleries)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import config
+
+
+def top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and Euclidean distances of the k nearest gallery rows for each query, nearest first.
+
+    Both inputs are unit vectors, so |q - g|^2 = 2 - 2 q.g: one matrix product, then argpartition.
+    k larger than the gallery returns the whole gallery.
+    """
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    g = np.asarray(gallery, dtype=np.float32)
+    n = g.shape[0]
+    k = min(int(k), n)
+    if k <= 0:
+        return np.zeros((q.shape[0], 0), np.int64), np.zeros((q.shape[0], 0), np.float32)
+    sims = q @ g.T
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (q.shape[0], 1))
+    part_sims = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-part_sims, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    dist = np.sqrt(np.clip(2.0 - 2.0 * np.take_along_axis(part_sims, order, axis=1), 0.0, None))
+    return idx.astype(np.int64), dist.astype(np.float32)
+
+
+class Searcher:
+    """Top-k over one gallery: exact NumPy by default, FAISS HNSW past `config.EXACT_SEARCH_LIMIT`."""
+
+    def __init__(self, gallery: np.ndarray, backend: str | None = None):
+        self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+        self.backend = backend or ("faiss-hnsw" if len(gallery) > config.EXACT_SEARCH_LIMIT else "exact")
+        self._faiss = None
+        if self.backend != "exact":
+            import faiss  # imported only when a large gallery needs it
+
+            dim = self.gallery.shape[1]
+            if self.backend == "faiss-flat":
+                index = faiss.IndexFlatL2(dim)
+            else:
+                index = faiss.IndexHNSWFlat(dim, 32)
+                index.hnsw.efSearch = 128
+            index.add(self.gallery)
+            self._faiss = index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, distances), nearest first."""
+        if self._faiss is None:
+            return top_k(queries, self.gallery, k)
+        k = min(int(k), len(self.gallery))
+        d2, idx = self._faiss.search(np.atleast_2d(queries).astype(np.float32), k)
+        return idx.astype(np.int64), np.sqrt(np.clip(d2, 0, None)).astype(np.float32)

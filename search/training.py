@@ -1,0 +1,189 @@
+"""Training recipes for the two trained encoders: scratch CNN and transfer head. Seeded, resumable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from tqdm.auto import tqdm
+
+from . import config
+from .data import SafeImageFolder, find_classes, make_loader, split_dir, stratified_split, warn_bad
+from .encoders import EncoderStore, ScratchNet, TransferHead, arch_dict, scratch_transform
+from .errors import LandmarkError
+from .storage import save_torch
+from .trunks import Trunk
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class FitResult:
+    """What a training run produced."""
+
+    encoder: str
+    checkpoint: str
+    val_acc: float
+    best_epoch: int
+    epochs: int
+    history: list[dict] = field(default_factory=list)
+
+    def json(self) -> str:
+        return json.dumps({k: v for k, v in self.__dict__.items() if k != "history"})
+
+
+def _batches(loader: DataLoader) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) from either a tolerant image loader or a plain tensor loader."""
+    for batch in loader:
+        if isinstance(batch, dict):
+            warn_bad(batch["errors"])
+            if batch["image"] is None:
+                continue
+            yield batch["image"], batch["target"]
+        else:
+            yield batch[0], batch[1]
+
+
+def _run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
+               optimizer: torch.optim.Optimizer | None, desc: str) -> tuple[float, float]:
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy)."""
+    model.train(optimizer is not None)
+    total, correct, loss_sum = 0, 0, 0.0
+    with torch.set_grad_enabled(optimizer is not None):
+        for x, y in tqdm(_batches(loader), total=len(loader), desc=desc, leave=False):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+    return loss_sum / max(total, 1), correct / max(total, 1)
+
+
+def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_loader: DataLoader,
+        epochs: int, out: Path, checkpoint_extra: dict, encoder: str, cfg: config.TrainConfig,
+        fresh: bool = False, log: Log = tqdm.write) -> FitResult:
+    """Seeded training loop with per-epoch validation, best-by-validation checkpoint and resume state."""
+    out = Path(out)
+    state_path = out.with_name(out.name + ".state")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    start, best_acc, best_epoch, history = 0, -1.0, 0, []
+    if state_path.is_file() and out.is_file() and not fresh:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["classes"] == checkpoint_extra["classes"] and state["epochs"] == epochs:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
+            history = json.loads(state["history"])
+            log(f"resuming {encoder} from epoch {start}/{epochs} (best val acc {best_acc:.3f})")
+    for epoch in range(start, epochs):
+        torch.manual_seed(cfg.seed + epoch)  # each epoch's shuffling, augmentation and dropout
+        train_loss, train_acc = _run_epoch(model, make_train_loader(epoch), loss_fn, optimizer,
+                                           f"{encoder} epoch {epoch + 1}/{epochs}")
+        val_loss, val_acc = _run_epoch(model, val_loader, loss_fn, None, "validate")
+        scheduler.step()
+        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 4), "train_acc": round(train_acc, 4),
+                        "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4)})
+        log(f"epoch {epoch + 1:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.3f}  "
+            f"val loss {val_loss:.4f} acc {val_acc:.3f}")
+        if val_acc > best_acc:
+            best_acc, best_epoch = val_acc, epoch + 1
+            save_torch({"encoder": encoder, "state_dict": model.state_dict(), "val_acc": val_acc,
+                        "epoch": epoch + 1, **checkpoint_extra}, out)
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "epochs": epochs,
+                    "best_acc": best_acc, "best_epoch": best_epoch, "history": json.dumps(history),
+                    "classes": checkpoint_extra["classes"]}, state_path)
+    return FitResult(encoder, str(out), round(best_acc, 4), best_epoch, epochs, history)
+
+
+def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf):
+    classes = find_classes(data_dir)
+    if len(classes) < 2:
+        raise LandmarkError(f"{data_dir}/train needs at least 2 class folders, found {len(classes)}.")
+    train_all = SafeImageFolder(split_dir(data_dir, "train"), train_tf, classes)
+    eval_all = SafeImageFolder(split_dir(data_dir, "train"), eval_tf, classes)
+    tr_idx, va_idx = stratified_split(train_all.targets, cfg.val_fraction, cfg.seed)
+    return classes, Subset(train_all, tr_idx.tolist()), Subset(eval_all, va_idx.tolist())
+
+
+def train_scratch(data_dir: Path, out: Path, epochs: int, store: EncoderStore | None = None,
+                  cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
+                  log: Log = tqdm.write) -> FitResult:
+    """Train the scratch CNN with augmentation; keep the best-by-validation checkpoint."""
+    torch.manual_seed(cfg.seed)
+    classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, scratch_transform(train=True),
+                                                  scratch_transform())
+    arch = config.ScratchConfig()
+    model = ScratchNet(len(classes), arch)
+    val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.num_workers)
+    return fit(model, lambda epoch: make_loader(train_set, cfg.batch_size, shuffle=True,
+                                                workers=cfg.num_workers, seed=cfg.seed + epoch),
+               val_loader, epochs, out, {"classes": classes, "arch": arch_dict(arch)}, "scratch", cfg,
+               fresh, log)
+
+
+def trunk_features(trunk: Trunk, dataset, batch_size: int, workers: int, flip: bool = False,
+                   desc: str = "trunk features") -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen-trunk features of every decodable image (optionally of its mirror image too)."""
+    feats, targets = [], []
+    with torch.inference_mode():
+        for batch in tqdm(make_loader(dataset, batch_size, workers=workers), desc=desc):
+            warn_bad(batch["errors"])
+            if batch["image"] is None:
+                continue
+            x = batch["image"]
+            feats.append(trunk(x))
+            targets.append(batch["target"])
+            if flip:
+                feats.append(trunk(torch.flip(x, dims=[3])))
+                targets.append(batch["target"])
+    return torch.cat(feats).clone(), torch.cat(targets).clone()
+
+
+def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
+                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
+                   trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
+    """Train a new head on the frozen trunk, computing the trunk's features once and caching them."""
+    torch.manual_seed(cfg.seed)
+    t = store.trunk(trunk)
+    log(f"trunk: {t.label} ({t.fingerprint})")
+    classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, t.transform, t.transform)
+    out = Path(out)
+    cache = out.with_name(f"{out.stem}.features-{t.name}-{t.fingerprint}.pt")
+    key = {"classes": classes, "train": train_set.indices, "val": val_set.indices,
+           "samples": [s[0] for s in train_set.dataset.samples]}
+    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+    if cached is not None and cached["key"] == json.dumps(key):
+        log(f"using cached trunk features {cache}")
+        xtr, ytr, xva, yva = cached["xtr"], cached["ytr"], cached["xva"], cached["yva"]
+    else:
+        xtr, ytr = trunk_features(t, train_set, cfg.batch_size, cfg.num_workers, flip=True,
+                                  desc="trunk features (train)")
+        xva, yva = trunk_features(t, val_set, cfg.batch_size, cfg.num_workers, desc="trunk features (val)")
+        save_torch({"key": json.dumps(key), "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva}, cache)
+    arch = config.HeadConfig()
+    head = TransferHead(t.dim, len(classes), arch)
+    train_ds, val_ds = TensorDataset(xtr, ytr), TensorDataset(xva, yva)
+    val_loader = DataLoader(val_ds, batch_size=256)
+    return fit(head, lambda epoch: DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                                              generator=torch.Generator().manual_seed(cfg.seed + epoch)),
+               val_loader, epochs, out,
+               {"classes": classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint},
+               "transfer", cfg, fresh, log)
+
+
+TRAINERS: dict[str, Callable[..., FitResult]] = {"scratch": train_scratch, "transfer": train_transfer}
