@@ -163,7 +163,7 @@ def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
     log(f"trunk: {t.label} ({t.fingerprint})")
     classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, t.transform, t.transform)
     out = Path(out)
-    cache = out.with_name(f"{out.stem}.features-{t.name}-{t.fingerprint}.pt")
+    cache = out.parent / "cache" / f"trunk-features-{t.name}-{t.fingerprint}.pt"
     key = {"classes": classes, "train": train_set.indices, "val": val_set.indices,
            "samples": [s[0] for s in train_set.dataset.samples]}
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None

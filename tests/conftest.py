@@ -1,0 +1,104 @@
+"""Shared fixtures: a generated landmark-like dataset, tiny trained encoders, built indexes."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search import config  # noqa: E402
+from search.encoders import EncoderStore  # noqa: E402
+from search.index import build_index  # noqa: E402
+from search.trunks import OFFLINE_TRUNK  # noqa: E402
+
+CLASSES = ["00.Red_Stripes", "01.Blue_Circles", "02.Green_Checks"]
+FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)
+
+
+def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
+    """A visibly class-specific picture with random jitter: stripes, circles or a checkerboard."""
+    w, h = size
+    base = [(200, 40, 40), (40, 60, 200), (40, 170, 60)][class_id]
+    jitter = rng.integers(-30, 30, 3)
+    bg = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(base, jitter))
+    img = Image.new("RGB", size, bg)
+    d = ImageDraw.Draw(img)
+    off = int(rng.integers(0, 12))
+    if class_id == 0:
+        for y in range(off, h, 12):
+            d.rectangle([0, y, w, y + 5], fill=(255, 230, 200))
+    elif class_id == 1:
+        for _ in range(4):
+            x, y, r = int(rng.integers(10, w - 10)), int(rng.integers(10, h - 10)), int(rng.integers(6, 16))
+            d.ellipse([x - r, y - r, x + r, y + r], fill=(250, 250, 120))
+    else:
+        for y in range(0, h, 16):
+            for x in range((y // 16 % 2) * 16 + off, w, 32):
+                d.rectangle([x, y, x + 15, y + 15], fill=(20, 20, 20))
+    for _ in range(5):  # a few random objects make every picture unique within its class
+        x, y = int(rng.integers(0, w - 30)), int(rng.integers(0, h - 30))
+        s = int(rng.integers(14, 34))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        (d.rectangle if rng.random() < 0.5 else d.ellipse)([x, y, x + s, y + s], fill=colour)
+    arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, (h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def make_dataset(root: Path, n_train: int = 8, n_test: int = 3, seed: int = 0) -> Path:
+    """Write a small ImageFolder dataset with train/ and test/ splits."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for cid, cname in enumerate(CLASSES):
+            d = root / split / cname
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                synthetic_image(cid, rng).save(d / f"{cname[:2]}_{split}_{i}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "landmarks")
+
+
+@pytest.fixture(scope="session")
+def vgg_weights(tmp_path_factory) -> Path:
+    """A randomly initialised VGG16 state dict in a temp file (the real weights cannot be downloaded here)."""
+    from torchvision import models
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vgg") / "vgg16-random.pth"
+    torch.save(models.vgg16(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, dataset) -> Path:
+    """A checkpoint dir with a scratch CNN and an offline-trunk transfer head trained on the dataset."""
+    from search.training import train_scratch, train_transfer
+
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    store = EncoderStore(ckpt)
+    train_scratch(dataset, ckpt / "scratch.pt", 3, store, FAST_TRAIN, log=lambda s: None)
+    train_transfer(dataset, ckpt / "transfer_head.pt", 5, store, FAST_TRAIN, trunk=OFFLINE_TRUNK,
+                   log=lambda s: None)
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, dataset, trained) -> Path:
+    """An index root with all three encoders' indexes (offline trunk) over train + test."""
+    root = tmp_path_factory.mktemp("indexes")
+    store = EncoderStore(trained)
+    for name in ("scratch", "pretrained", "transfer"):
+        enc = store.load(name, trunk=OFFLINE_TRUNK)
+        build_index(enc, dataset, "all", root, workers=0)
+    return root

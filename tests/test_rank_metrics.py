@@ -1,0 +1,73 @@
+"""Ranking against brute force; metrics against values worked out by hand; query placement."""
+
+import numpy as np
+import pytest
+
+from search.metrics import average_precision_at_k, precision_at_k, relevance, retrieval_report
+from search.projection import place_query, tsne_2d
+from search.rank import Searcher, top_k
+
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n,k", [(200, 10), (50, 1), (7, 7), (5, 20)])
+def test_top_k_equals_brute_force(n, k):
+    rng = np.random.default_rng(n)
+    g, q = _unit(rng, n, 32), _unit(rng, 4, 32)
+    idx, dist = top_k(q, g, k)
+    brute = np.linalg.norm(q[:, None, :] - g[None, :, :], axis=2)
+    ref = np.argsort(brute, axis=1, kind="stable")[:, :min(k, n)]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_allclose(dist, np.take_along_axis(brute, ref, axis=1), atol=1e-5)
+    assert idx.shape == (4, min(k, n))
+
+
+def test_top_k_zero_returns_nothing():
+    idx, dist = top_k(np.ones((1, 2), np.float32) / np.sqrt(2), np.eye(2, dtype=np.float32), 0)
+    assert idx.shape == (1, 0) and dist.shape == (1, 0)
+
+
+def test_faiss_flat_backend_matches_exact():
+    rng = np.random.default_rng(3)
+    g, q = _unit(rng, 500, 16), _unit(rng, 5, 16)
+    exact = Searcher(g).search(q, 10)
+    flat = Searcher(g, backend="faiss-flat").search(q, 10)
+    np.testing.assert_array_equal(exact[0], flat[0])
+    np.testing.assert_allclose(exact[1], flat[1], atol=1e-3)
+
+
+def test_metrics_match_hand_computed_values():
+    # Two queries of class 0 and 1; gallery has 2 items of class 0 and 3 of class 1.
+    gallery_labels = np.array([0, 0, 1, 1, 1])
+    ranked = np.array([[0, 1, 0, 1],    # rel: 1 0 1 0
+                       [0, 1, 1, 0]])   # rel: 0 1 1 0
+    q = np.array([0, 1])
+    rel = relevance(q, ranked)
+    assert precision_at_k(rel, 1) == pytest.approx(0.5)        # (1 + 0) / 2
+    assert precision_at_k(rel, 4) == pytest.approx(0.5)        # (2/4 + 2/4) / 2
+    # AP@4 q0: (1/1 + 2/3) / min(4, 2) = 0.8333; q1: (1/2 + 2/3) / min(4, 3) = 0.3889
+    ap = average_precision_at_k(rel, np.array([2, 3]), 4)
+    np.testing.assert_allclose(ap, [5 / 6, 7 / 18])
+    report = retrieval_report(q, ranked, gallery_labels, ks=(1, 4), map_k=4)
+    assert report == {"precision@1": 0.5, "precision@4": 0.5, "mAP@4": round((5 / 6 + 7 / 18) / 2, 4), "queries": 2}
+
+
+def test_place_query_is_distance_weighted_mean():
+    coords = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    p = place_query(coords, np.array([0, 1]), np.array([0.1, 0.3]))
+    # weights 1/0.1 = 10 and 1/0.3 = 3.33: x = 10 * 3.33 / 13.33 = 2.5
+    np.testing.assert_allclose(p, [2.5, 0.0], atol=1e-3)
+
+
+def test_tsne_is_seeded_and_separates_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16, dtype=np.float32) * 5
+    x = np.concatenate([c + rng.normal(scale=0.1, size=(20, 16)) for c in centres]).astype(np.float32)
+    a, b = tsne_2d(x), tsne_2d(x)
+    np.testing.assert_array_equal(a, b)
+    means = np.array([a[i * 20:(i + 1) * 20].mean(0) for i in range(3)])
+    spread = max(a[i * 20:(i + 1) * 20].std(0).max() for i in range(3))
+    assert min(np.linalg.norm(means[i] - means[j]) for i in range(3) for j in range(i + 1, 3)) > 3 * spread
