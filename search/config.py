@@ -83,6 +83,17 @@ class TsneConfig:
     extra: dict = field(default_factory=dict)
 
 
+EXAMPLES_DIRNAME = "examples"  # a few test-split photos the app offers as one-click examples
+EXAMPLES_COUNT = 8
+
+
+def device() -> "torch.device":
+    """A CUDA GPU when one is present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def num_workers() -> int:
     """DataLoader workers: all cores but one, at least 0."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))

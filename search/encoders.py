@@ -93,7 +93,7 @@ class Encoder:
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed batch (N, 3, H, W) -> (N, dim) unit vectors."""
         with torch.inference_mode():
-            return F.normalize(self._embed(batch).float(), dim=1)
+            return F.normalize(self._embed(batch.to(config.device())).float(), dim=1).cpu()
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """RGB PIL images -> (N, dim) float32 unit vectors."""
@@ -125,7 +125,7 @@ def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
     ckpt = _load_checkpoint(ckpt_path, "scratch")
     net = ScratchNet(len(ckpt["classes"]), config.ScratchConfig(**_tuples(ckpt["arch"])))
     net.load_state_dict(ckpt["state_dict"])
-    net.eval()
+    net.to(config.device()).eval()
     return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
                    scratch_transform(), net.embed, classes=ckpt["classes"])
 
@@ -146,7 +146,7 @@ def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
             f"transfer --trunk {trunk.name}.")
     head = TransferHead(trunk.dim, len(ckpt["classes"]), config.HeadConfig(**ckpt["arch"]))
     head.load_state_dict(ckpt["state_dict"])
-    head.eval()
+    head.to(config.device()).eval()
     return Encoder("transfer", f"transfer - {trunk.label} + landmark head", head.embed_dim,
                    combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
                    lambda x: head.embed(trunk(x)), trunk=trunk, classes=ckpt["classes"])

@@ -54,9 +54,11 @@ def _run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                optimizer: torch.optim.Optimizer | None, desc: str) -> tuple[float, float]:
     """One pass; trains when an optimizer is given. Returns (mean loss, accuracy)."""
     model.train(optimizer is not None)
+    dev = next(model.parameters()).device
     total, correct, loss_sum = 0, 0, 0.0
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in tqdm(_batches(loader), total=len(loader), desc=desc, leave=False):
+            x, y = x.to(dev), y.to(dev)
             logits = model(x)
             loss = loss_fn(logits, y)
             if optimizer is not None:
@@ -75,13 +77,14 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
     """Seeded training loop with per-epoch validation, best-by-validation checkpoint and resume state."""
     out = Path(out)
     state_path = out.with_name(out.name + ".state")
+    model.to(config.device())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     start, best_acc, best_epoch, history = 0, -1.0, 0, []
     if state_path.is_file() and out.is_file() and not fresh:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = torch.load(state_path, map_location=config.device(), weights_only=True)
         if state["classes"] == checkpoint_extra["classes"] and state["epochs"] == epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -145,11 +148,11 @@ def trunk_features(trunk: Trunk, dataset, batch_size: int, workers: int, flip: b
             warn_bad(batch["errors"])
             if batch["image"] is None:
                 continue
-            x = batch["image"]
-            feats.append(trunk(x))
+            x = batch["image"].to(config.device())
+            feats.append(trunk(x).cpu())
             targets.append(batch["target"])
             if flip:
-                feats.append(trunk(torch.flip(x, dims=[3])))
+                feats.append(trunk(torch.flip(x, dims=[3])).cpu())
                 targets.append(batch["target"])
     return torch.cat(feats).clone(), torch.cat(targets).clone()
 

@@ -183,10 +183,10 @@ def load_trunk(name: str | None = None, weights: Path | None = None, allow_fallb
     weights = weights or (Path(os.environ[config.VGG16_WEIGHTS_ENV])
                           if os.environ.get(config.VGG16_WEIGHTS_ENV) else None)
     try:
-        return TRUNKS[chosen].build(weights)
+        return TRUNKS[chosen].build(weights).to(config.device())
     except WeightsUnavailableError as exc:
         if explicit or weights is not None or not allow_fallback or chosen == OFFLINE_TRUNK:
             raise
         warnings.warn(f"{exc} Falling back to the offline trunk {TRUNKS[OFFLINE_TRUNK].label}.",
                       TrunkFallbackWarning, stacklevel=2)
-        return TRUNKS[OFFLINE_TRUNK].build(None)
+        return TRUNKS[OFFLINE_TRUNK].build(None).to(config.device())

@@ -1,0 +1,37 @@
+"""One resumable command that prepares the demo: data, trained encoders, three indexes, examples, metrics."""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search import config  # noqa: E402
+from search.cli import add_data_dir, add_index_dir, add_model_args, run  # noqa: E402
+from search.demo import prepare, summary_table  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_data_dir(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--from-zip", type=Path, help="local copy of landmark_images.zip")
+    src.add_argument("--from-dir", type=Path, help="local folder with train/ and test/")
+    add_index_dir(p)
+    add_model_args(p)
+    p.add_argument("--scratch-epochs", type=int, default=config.TrainConfig().epochs)
+    p.add_argument("--transfer-epochs", type=int, default=config.TrainConfig().epochs)
+    a = p.parse_args()
+    results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
+                             a.trunk, {"scratch": a.scratch_epochs, "transfer": a.transfer_epochs})
+    print()
+    print(summary_table(results))
+    for note in notes:
+        print(f"note: {note}")
+    ok = [r for r in results if r.gallery]
+    print(f"\n{len(ok)} of {len(results)} encoders ready. Start the app with: python app.py --index-dir {a.index_dir}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    run(main)

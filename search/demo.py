@@ -1,0 +1,162 @@
+"""Preparing the demo gallery: data, the two trained encoders, three indexes, examples, evaluation.
+Every step is skipped when its output is already current; a step that fails is reported, the rest run."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import config
+from .data import display_name, find_classes, list_items
+from .encoders import REGISTRY, EncoderStore
+from .errors import LandmarkError
+from .evaluate import evaluate, save_report
+from .fetch import get_data
+from .images import open_image, thumbnail
+from .index import build_index, index_path, is_current, load_index
+from .storage import atomic_path
+from .training import TRAINERS
+from .trunks import TrunkFallbackWarning
+
+Log = Callable[[str], None]
+
+
+def examples_dir(index_root: Path) -> Path:
+    return Path(index_root) / config.EXAMPLES_DIRNAME
+
+
+def write_examples(data_root: Path, index_root: Path, n: int = config.EXAMPLES_COUNT,
+                   seed: int = config.SEED) -> list[Path]:
+    """Copy n test-split photos from different classes (as 384-px JPEGs) for the app's examples."""
+    classes = find_classes(data_root)
+    pairs = list_items(data_root, ("test",), classes)
+    rng = random.Random(seed)
+    by_class: dict[int, list] = {}
+    for path, item in pairs:
+        by_class.setdefault(item.class_id, []).append(path)
+    chosen = [rng.choice(v) for _, v in sorted(by_class.items())]
+    rng.shuffle(chosen)
+    out_dir = examples_dir(index_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in chosen:
+        if len(written) == n:
+            break
+        try:
+            img = thumbnail(open_image(path), 384)
+        except LandmarkError:
+            continue
+        dst = out_dir / f"{display_name(path.parent.name).replace(' ', '_')}.jpg"
+        with atomic_path(dst) as tmp:
+            img.save(tmp, format="JPEG", quality=90)
+        written.append(dst)
+    return written
+
+
+def list_examples(index_root: Path) -> list[Path]:
+    """The example photos prepared next to the indexes, if any."""
+    d = examples_dir(index_root)
+    return sorted(d.glob("*.jpg")) if d.is_dir() else []
+
+
+@dataclass
+class StepLog:
+    """What happened to one encoder during preparation."""
+
+    encoder: str
+    label: str = ""
+    gallery: int | None = None
+    p1: float | None = None
+    map10: float | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Path | None = None,
+            from_dir: Path | None = None, weights: Path | None = None, trunk: str | None = None,
+            epochs: dict[str, int] | None = None, train_cfg: config.TrainConfig = config.TrainConfig(),
+            log: Log = print) -> tuple[list[StepLog], list[str]]:
+    """Run every preparation step that is not already current; return per-encoder results and general notes."""
+    notes: list[str] = []
+    epochs = epochs or {}
+    try:
+        counts = get_data(data_dir, zip_path=from_zip, src_dir=from_dir)
+        log(f"data: {data_dir} ({counts['train']} train, {counts['test']} test, {counts['classes']} classes)")
+    except LandmarkError as exc:
+        notes.append(f"data: {exc}")
+        return [StepLog(name, notes=["no data"]) for name in REGISTRY], notes
+    store = EncoderStore(checkpoint_dir, weights)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TrunkFallbackWarning)
+            t = store.trunk(trunk)
+        if any(issubclass(w.category, TrunkFallbackWarning) for w in caught):
+            notes.append(f"VGG16 weights could not be had: using the offline trunk {t.label}.")
+        trunk = t.name
+        log(f"trunk: {t.label}")
+    except LandmarkError as exc:
+        notes.append(f"trunk: {exc}")
+        trunk = None
+    results = []
+    for name, spec in REGISTRY.items():
+        res, started = StepLog(name), time.time()
+        results.append(res)
+        try:
+            if spec.uses_trunk and trunk is None:
+                raise LandmarkError("no trunk available")
+            if name in TRAINERS:
+                try:
+                    store.load(name, trunk=trunk)
+                except LandmarkError:
+                    log(f"{name}: training")
+                    kwargs = {"trunk": trunk} if spec.uses_trunk else {}
+                    cfg = dataclasses.replace(train_cfg)
+                    fit = TRAINERS[name](data_dir, store.checkpoint_path(name),
+                                         epochs.get(name, cfg.epochs), store, cfg, **kwargs)
+                    res.notes.append(f"trained, val acc {fit.val_acc:.3f}")
+            encoder = store.load(name, trunk=trunk)
+            res.label = encoder.label
+            if is_current(index_root, encoder, data_dir, "train"):
+                index = load_index(index_path(index_root, name), encoder)
+                log(f"{name}: index is current")
+            else:
+                log(f"{name}: building index")
+                index = build_index(encoder, data_dir, "train", index_root)
+                res.notes.append("index built")
+            res.gallery = index.manifest["count"]
+            report = index.eval_report()
+            if report is None:
+                log(f"{name}: evaluating")
+                report = evaluate(encoder, index, data_dir)
+                save_report(report, index)
+            res.p1, res.map10 = report["precision@1"], report["mAP@10"]
+        except LandmarkError as exc:
+            res.notes.append(f"failed: {exc}")
+        except Exception as exc:  # one broken step must not stop the others
+            res.notes.append(f"failed: {type(exc).__name__}: {exc}")
+            log(traceback.format_exc())
+        res.seconds = round(time.time() - started, 1)
+    try:
+        if not list_examples(index_root):
+            write_examples(data_dir, index_root)
+    except LandmarkError as exc:
+        notes.append(f"examples: {exc}")
+    return results, notes
+
+
+def summary_table(results: list[StepLog]) -> str:
+    """A fixed-width table: encoder, label, gallery size, P@1, mAP@10, time, notes."""
+    rows = [("encoder", "model", "gallery", "P@1", "mAP@10", "time", "notes")]
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for r in results:
+        rows.append((r.encoder, r.label or "-", fmt(r.gallery), fmt(r.p1), fmt(r.map10), f"{r.seconds:.0f}s",
+                     "; ".join(r.notes) or "up to date"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
