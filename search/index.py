@@ -217,24 +217,32 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
         raise IndexError_(f"None of the {len(pairs)} images under {data_root} could be decoded.")
     items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(kept, names)]
     coords = tsne_2d(emb, tsne_cfg)
+    meta = {"split": split, "dataset_root": str(data_root), "skipped": len(pairs) - len(kept),
+            "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
+            "classes": [display_name(c) for c in classes], "class_folders": classes,
+            "build_seconds": round(time.time() - started, 1)}
+    return load_index(write_index(index_root, encoder, emb, items, coords, meta, float16), encoder)
+
+
+def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, items: list[dict],
+                coords: np.ndarray, meta: dict, float16: bool = False) -> Path:
+    """Write arrays + metadata + manifest into a temp dir and swap it in as `index_root/<encoder>/`."""
+    index_root = Path(index_root)
     final = index_path(index_root, encoder.name)
     for stale in index_root.glob(f".{encoder.name}.new-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=index_root, prefix=f".{encoder.name}.new-"))
     try:
-        np.save(tmp / EMBEDDINGS, emb.astype(np.float16 if float16 else np.float32))
-        np.save(tmp / COORDS, coords)
+        np.save(tmp / EMBEDDINGS, embeddings.astype(np.float16 if float16 else np.float32))
+        np.save(tmp / COORDS, coords.astype(np.float32))
         (tmp / METADATA).write_text(json.dumps(items))
         manifest = {
             "schema_version": config.INDEX_SCHEMA_VERSION,
             "encoder": encoder.name, "label": encoder.label, "trunk": encoder.trunk_name,
-            "encoder_fingerprint": encoder.fingerprint, "dim": int(emb.shape[1]), "count": int(len(items)),
-            "dtype": "float16" if float16 else "float32", "split": split,
-            "dataset_root": str(data_root), "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
-            "classes": [display_name(c) for c in classes], "class_folders": classes,
-            "skipped": len(pairs) - len(kept), "thumbnails": config.THUMBNAIL_DIRNAME,
+            "encoder_fingerprint": encoder.fingerprint, "dim": int(embeddings.shape[1]), "count": int(len(items)),
+            "dtype": "float16" if float16 else "float32", "thumbnails": config.THUMBNAIL_DIRNAME,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.time() - started, 1),
+            **meta,
             "files": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
         }
         write_json(manifest, tmp / MANIFEST)
@@ -242,7 +250,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return load_index(final, encoder)
+    return final
 
 
 def is_current(index_root: Path, encoder: Encoder, data_root: Path, split: str) -> bool:
