@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search import config  # noqa: E402
 from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.index import build_index  # noqa: E402
@@ -19,7 +20,7 @@ def main() -> None:
     p.add_argument("--split", choices=["train", "test", "all"], default="train")
     add_index_dir(p, "--out-dir")
     p.add_argument("--float16", action="store_true", help="store embeddings as float16 (half the size)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=config.ENCODE_BATCH_SIZE)
     p.add_argument("--workers", type=int, default=None)
     add_model_args(p)
     a = p.parse_args()

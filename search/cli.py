@@ -43,6 +43,7 @@ def add_index_dir(p: argparse.ArgumentParser, flag: str = "--index-dir") -> None
 def run(main: Callable[[], int | None]) -> None:
     """Run a CLI entry point; user-facing errors become one line on stderr and exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         sys.exit(main() or 0)

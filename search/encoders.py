@@ -95,7 +95,7 @@ class Encoder:
         with torch.inference_mode():
             return F.normalize(self._embed(batch.to(config.device())).float(), dim=1).cpu()
 
-    def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    def encode(self, images: Sequence[Image.Image], batch_size: int = config.ENCODE_BATCH_SIZE) -> np.ndarray:
         """RGB PIL images -> (N, dim) float32 unit vectors."""
         out = [self.embed(torch.stack([self.transform(im) for im in images[i:i + batch_size]])).numpy()
                for i in range(0, len(images), batch_size)]

@@ -69,7 +69,7 @@ def _collate(batch):
 
 
 def encode_paths(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
-                 batch_size: int = 32, workers: int | None = None,
+                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                  desc: str = "encoding") -> tuple[np.ndarray, list[int], list[str]]:
     """Embed image files with DataLoader workers decoding ahead of the forward pass.
 
@@ -200,7 +200,7 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
 
 
 def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path, float16: bool = False,
-                batch_size: int = 32, workers: int | None = None,
+                batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                 tsne_cfg: config.TsneConfig = config.TsneConfig()) -> GalleryIndex:
     """Encode a dataset split into `index_root/<encoder>/` (+ shared thumbnails), atomically."""
     data_root, index_root = Path(data_root), Path(index_root)

@@ -33,7 +33,7 @@ class Searcher:
 
     def __init__(self, gallery: np.ndarray, backend: str | None = None):
         self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
-        self.backend = backend or ("faiss-hnsw" if len(gallery) > config.EXACT_SEARCH_LIMIT else "exact")
+        self.backend = backend or (config.ANN_BACKEND if len(gallery) > config.EXACT_SEARCH_LIMIT else "exact")
         self._faiss = None
         if self.backend != "exact":
             import faiss  # imported only when a large gallery needs it
@@ -42,8 +42,8 @@ class Searcher:
             if self.backend == "faiss-flat":
                 index = faiss.IndexFlatL2(dim)
             else:
-                index = faiss.IndexHNSWFlat(dim, 32)
-                index.hnsw.efSearch = 128
+                index = faiss.IndexHNSWFlat(dim, config.HNSW_M)
+                index.hnsw.efSearch = config.HNSW_EF_SEARCH
             index.add(self.gallery)
             self._faiss = index
 

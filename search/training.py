@@ -174,9 +174,9 @@ def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
         log(f"using cached trunk features {cache}")
         xtr, ytr, xva, yva = cached["xtr"], cached["ytr"], cached["xva"], cached["yva"]
     else:
-        xtr, ytr = trunk_features(t, train_set, cfg.batch_size, cfg.num_workers, flip=True,
+        xtr, ytr = trunk_features(t, train_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, flip=True,
                                   desc="trunk features (train)")
-        xva, yva = trunk_features(t, val_set, cfg.batch_size, cfg.num_workers, desc="trunk features (val)")
+        xva, yva = trunk_features(t, val_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, desc="trunk features (val)")
         save_torch({"key": json.dumps(key), "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva}, cache)
     arch = config.HeadConfig()
     head = TransferHead(t.dim, len(classes), arch)

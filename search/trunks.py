@@ -52,11 +52,22 @@ class Trunk(nn.Module):
         self.transform = transform
 
     def freeze(self) -> "Trunk":
-        """Eval mode, no gradients: the trunk is never trained."""
+        """Eval mode, no gradients, and the CPU inference settings from config."""
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+        if config.CHANNELS_LAST:
+            self.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self._features) if config.COMPILE_TRUNK else self._features
         return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if config.CHANNELS_LAST:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class VGG16Trunk(Trunk):
@@ -76,7 +87,7 @@ class VGG16Trunk(Trunk):
         self.fc67 = net.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU
         self.freeze()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc67(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
@@ -98,7 +109,7 @@ class EfficientNetLite0Trunk(Trunk):
         self.net = net
         self.freeze()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 

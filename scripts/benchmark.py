@@ -1,0 +1,372 @@
+"""Measured speed against baselines, in one run: every row is (what, ours, baseline, ratio).
+
+Uses random-weight VGG16 where real weights are absent (speed does not depend on weight values), the
+packaged EfficientNet-Lite0 weights, and generated images; default settings run in under 10 minutes on 2 cores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision import models  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from search import bench, config  # noqa: E402
+from search.cli import run  # noqa: E402
+from search.encoders import EncoderStore  # noqa: E402
+from search.images import open_image  # noqa: E402
+from search.index import encode_paths, write_index  # noqa: E402
+from search.rank import Searcher, top_k  # noqa: E402
+from search.trunks import TRUNKS, Trunk  # noqa: E402
+
+ROWS: list[dict] = []
+
+
+def row(what: str, ours: float, baseline: float, unit: str, note: str = "", higher_is_better: bool = False) -> None:
+    """Record and print one result; ratio > 1 always means ours is better."""
+    ratio = (ours / baseline) if higher_is_better else (baseline / ours if ours else float("nan"))
+    ROWS.append({"what": what, "ours": round(ours, 3), "baseline": round(baseline, 3), "unit": unit,
+                 "ratio": round(ratio, 2), "note": note})
+    tqdm.write(f"{what:<64} {ours:>10.2f} {baseline:>10.2f} {unit:<7} {ratio:>6.2f}x  {note}")
+
+
+def encode_all(trunk_fn, transform, images, batch: int = 10) -> np.ndarray:
+    """Normalised embeddings of PIL images through a trunk-like callable, in fixed-size batches."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.stack([transform(im) for im in images[i:i + batch]])
+            out.append(torch.nn.functional.normalize(trunk_fn(x).float(), dim=1).numpy())
+    return np.concatenate(out)
+
+
+def trunk_candidates(trunk: Trunk, compile_: bool) -> dict:
+    """Inference variants of one trunk, each a callable on a preprocessed batch."""
+    def plain(x):
+        return trunk._features(x)
+
+    def cl(x):
+        return trunk._features(x.contiguous(memory_format=torch.channels_last))
+
+    def cl_bf16(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return cl(x)
+
+    cands = {"fp32 eager": plain, "channels_last": cl, "channels_last + bf16": cl_bf16}
+    if compile_:
+        compiled = torch.compile(trunk._features)
+        cands["channels_last + torch.compile"] = lambda x: compiled(x.contiguous(memory_format=torch.channels_last))
+    return cands
+
+
+def bench_trunk(trunk: Trunk, baseline_model: torch.nn.Module, gflops_machine: float, compile_: bool,
+                n_gallery: int, n_query: int) -> None:
+    """Row 1: query encode latency at batch 1 vs plain eager torchvision, FLOP floor, ranking check."""
+    trunk.to(memory_format=torch.contiguous_format)
+    rng = np.random.default_rng(1)
+    images = [bench.synthetic_photo(rng) for _ in range(n_gallery + n_query)]
+    x1 = trunk.transform(images[0])[None]
+    with torch.no_grad():
+        base_ms = bench.median_ms(lambda: baseline_model(x1), repeat=8)
+    ref = encode_all(trunk._features, trunk.transform, images)
+    ref_idx, _ = top_k(ref[n_gallery:], ref[:n_gallery], 10)
+    flops = bench.model_gflops(trunk._features, x1)
+    floor_ms = 1000 * flops / gflops_machine
+    kept, best = "fp32 eager", None
+    for name, fn in trunk_candidates(trunk, compile_).items():
+        if "channels_last" in name:
+            trunk.to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ms = bench.median_ms(lambda: fn(x1), repeat=8)
+        emb = encode_all(fn, trunk.transform, images)
+        idx, _ = top_k(emb[n_gallery:], emb[:n_gallery], 10)
+        same = bool((idx == ref_idx).all())
+        row(f"encode {trunk.label} b=1: {name}", ms, base_ms, "ms",
+            f"top-10 {'identical' if same else 'DIFFERS'} on {n_query} queries")
+        if same and (best is None or ms < best):
+            kept, best = name, ms
+    row(f"encode {trunk.label}: kept variant vs FLOP floor", best, floor_ms, "ms",
+        f"kept: {kept}; floor = {flops:.2f} GFLOP / {gflops_machine:.0f} GFLOP/s matmul; ratio = floor / ours")
+    trunk.freeze()
+
+
+def bench_search(rng: np.random.Generator) -> None:
+    """Row 2: exact top-10 on the demo-sized gallery vs scikit-learn brute force."""
+    from sklearn.neighbors import NearestNeighbors
+
+    for dim in (4096, 256):
+        g = bench.clustered_unit_vectors(6000, dim, clusters=50, seed=dim)
+        q = g[rng.integers(0, 6000, 20)] + 0.05 * rng.standard_normal((20, dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        nn = NearestNeighbors(n_neighbors=10, algorithm="brute").fit(g)
+        ours = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=5) / len(q)
+        base = bench.median_ms(lambda: [nn.kneighbors(v[None]) for v in q], repeat=5) / len(q)
+        same = all((top_k(v[None], g, 10)[0] == nn.kneighbors(v[None])[1]).all() for v in q)
+        row(f"search 6,000 x {dim}, top-10, one query", ours, base, "ms",
+            f"vs sklearn brute; top-10 {'identical' if same else 'DIFFERS'}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.Generator) -> None:
+    """A 6,000-image 'pretrained' index of synthetic vectors (with real thumbnails) bound to the live encoder."""
+    enc = store.load("pretrained", trunk="vgg16")
+    thumbs = root / config.THUMBNAIL_DIRNAME
+    thumbs.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(24):
+        name = f"synthetic{i:02d}.jpg"
+        bench.synthetic_photo(rng, (256, 192)).save(thumbs / name)
+        names.append(name)
+    classes = [f"{i:02d}.Landmark_{i}" for i in range(50)]
+    items = [{"path": f"train/{classes[i % 50]}/{i}.jpg", "class_id": i % 50, "class_name": f"Landmark {i % 50}",
+              "split": "train", "thumb": names[i % len(names)]} for i in range(n)]
+    emb = bench.clustered_unit_vectors(n, enc.dim, clusters=50, seed=3)
+    coords = (rng.standard_normal((n, 2)) * 20).astype(np.float32)
+    write_index(root, enc, emb, items, coords, {"split": "train", "dataset_root": "synthetic", "skipped": 0,
+                                                "dataset_fingerprint": "synthetic",
+                                                "classes": [f"Landmark {i}" for i in range(50)],
+                                                "class_folders": classes})
+
+
+def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 10) -> None:
+    """Row 3: a /search call through gradio_client vs encoding alone; the map's cached static layer vs rebuilding."""
+    import plotly.graph_objects as go
+    from gradio_client import Client, handle_file
+
+    import app
+    from search.engine import SearchEngine
+    from search.present import GalleryMap
+
+    root = tmp / "e2e-index"
+    store = EncoderStore(tmp / "no-checkpoints", weights)
+    synthetic_app_index(root, store, 6000, rng)
+    engine = SearchEngine(root, tmp / "no-checkpoints", weights, names=("pretrained",))
+    photo = tmp / "query.jpg"
+    bench.synthetic_photo(rng).save(photo)
+    image = open_image(photo)
+    port = free_port()
+    demo = app.launch(engine, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        timings = {}
+        for download in (False, True):
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False,
+                            download_files=str(tmp / "downloads") if download else False)
+            timings[download] = bench.median_ms(
+                lambda: client.predict(handle_file(str(photo)), "pretrained", 9, api_name="/search"), repeat=n)
+        handler = app.App(engine)
+        server_ms = bench.median_ms(lambda: handler.search(image, "pretrained", 9), repeat=n)
+    finally:
+        demo.close()
+    enc_ms = bench.median_ms(lambda: engine.embed("pretrained", image), repeat=n)
+    row("/search handler in-process (encode + search + map)", server_ms, enc_ms, "ms",
+        "baseline = encode alone; ratio < 1 is our overhead")
+    row("/search via gradio_client (upload, queue, result JSON)", timings[False], enc_ms, "ms",
+        "6,000-image VGG16 gallery, k=9; baseline = encode alone")
+    row("/search via gradio_client + downloading the 9 thumbnails", timings[True], enc_ms, "ms",
+        "what a client that fetches the images waits for")
+    index = engine.backends["pretrained"].index
+    gmap = GalleryMap(index, "map")
+    hits = engine.search("pretrained", image, 9)
+    ours = bench.median_ms(lambda: gmap.json(hits), repeat=n)
+
+    def rebuild():
+        fig = go.Figure(GalleryMap(index, "map").figure)
+        for t in gmap.query_traces(hits):
+            fig.add_trace(t)
+        return fig.to_json()
+
+    base = bench.median_ms(rebuild, repeat=3, warmup=1)
+    row("map figure per request (6,000 points)", ours, base, "ms", "cached gallery layer vs rebuilding the figure")
+
+
+def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
+    """Row 4: index encoding throughput (DataLoader workers, batches) vs a one-image-at-a-time loop."""
+    folder = tmp / "build-images"
+    folder.mkdir()
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.jpg"
+        bench.synthetic_photo(rng, (400, 300)).save(p, quality=90)
+        paths.append(p)
+    enc = EncoderStore(tmp / "none").load("pretrained", trunk="efficientnet_lite0")
+
+    def naive() -> None:
+        for p in paths:
+            enc.embed(enc.transform(open_image(p))[None])
+
+    naive()  # warm-up
+    best: dict[str, float] = {}
+    for _ in range(3):  # interleaved rounds, best of each: this machine's speed drifts between runs
+        for name, fn in (("naive", naive), ("ours", lambda: encode_paths(enc, paths, None)),
+                         ("ours+thumbs", lambda: encode_paths(enc, paths, tmp / "thumbs"))):
+            t = time.perf_counter()
+            fn()
+            best[name] = max(best.get(name, 0.0), n / (time.perf_counter() - t))
+    row(f"index build, {n} images, EfficientNet-Lite0", best["ours"], best["naive"], "img/s",
+        f"DataLoader ({config.num_workers()} worker) + batches of {config.ENCODE_BATCH_SIZE} vs decode + encode one at "
+        "a time", higher_is_better=True)
+    row(f"index build, {n} images, EfficientNet-Lite0 + thumbnails", best["ours+thumbs"], best["naive"], "img/s",
+        "also writes 256-px thumbnails, which the naive loop does not", higher_is_better=True)
+
+
+MEMORY_SCRIPT = r"""
+import sys, json
+sys.path.insert(0, {root!r})
+import torch
+from search import bench
+mode, weights, ckpt = sys.argv[1], sys.argv[2], sys.argv[3]
+base = bench.rss_mb()
+if mode == "ours":
+    from search.encoders import EncoderStore
+    store = EncoderStore(ckpt, weights)
+    encs = [store.load(n, trunk="vgg16") for n in ("scratch", "pretrained", "transfer")]
+else:
+    from torchvision import models
+    sd = torch.load(weights, weights_only=True)
+    encs = [models.vgg16(), models.vgg16()]
+    for m in encs:
+        m.load_state_dict(sd)
+    del sd
+print(json.dumps({{"mb": bench.rss_mb() - base}}))
+"""
+
+
+def bench_memory(weights: Path, tmp: Path) -> None:
+    """Row 5: resident memory with all three encoders loaded (one shared VGG16) vs two separate VGG16 copies."""
+    ckpt = tmp / "mem-ckpt"
+    trunk = EncoderStore(ckpt, weights).trunk("vgg16")
+    bench.write_untrained_checkpoints(ckpt, trunk, [f"{i:02d}.C{i}" for i in range(50)])
+    code = MEMORY_SCRIPT.format(root=str(Path(__file__).resolve().parents[1]))
+    out = {}
+    for mode in ("ours", "two-vgg16"):
+        r = subprocess.run([sys.executable, "-c", code, mode, str(weights), str(ckpt)], capture_output=True,
+                           text=True, check=True)
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])["mb"]
+    row("resident memory, three encoders loaded", out["ours"], out["two-vgg16"], "MiB",
+        "vs two separate VGG16 copies (pretrained + transfer without sharing)")
+
+
+def bench_scale(rng: np.random.Generator, sizes: list[int], n_query: int = 20) -> None:
+    """Row 6: exact NumPy / torch search vs FAISS flat and HNSW on large synthetic 256-d galleries."""
+    import faiss
+
+    for n in sizes:
+        g = bench.clustered_unit_vectors(n, 256, clusters=max(100, n // 1000), seed=n)
+        q = g[rng.integers(0, n, n_query)] + 0.3 * rng.standard_normal((n_query, 256), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        exact_idx = top_k(q, g, 10)[0]
+        numpy_ms = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=3, warmup=1) / n_query
+        gt = torch.from_numpy(g)
+        torch_ms = bench.median_ms(lambda: [torch.topk(gt @ torch.from_numpy(v), 10) for v in q],
+                                   repeat=3, warmup=1) / n_query
+        row(f"scale {n:,} x 256: exact torch (matmul + topk)", torch_ms, numpy_ms, "ms",
+            "vs exact numpy (ours default); recall 1.00")
+        flat = Searcher(g, backend="faiss-flat")
+        flat_ms = bench.median_ms(lambda: [flat.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
+        flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
+        row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
+        t = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(256, config.HNSW_M)
+        hnsw.hnsw.efConstruction = 40
+        hnsw.add(g)
+        hnsw.hnsw.efSearch = config.HNSW_EF_SEARCH
+        build_s = time.perf_counter() - t
+        hnsw_ms = bench.median_ms(lambda: [hnsw.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
+        hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[1], exact_idx)
+        row(f"scale {n:,} x 256: FAISS HNSW (M={config.HNSW_M}, ef={config.HNSW_EF_SEARCH})", hnsw_ms, numpy_ms,
+            "ms", f"recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
+        del g, gt, flat, hnsw
+
+
+def bench_quality(index_dir: Path) -> None:
+    """Row 7: retrieval quality next to its cost, for each prepared index (from evaluate.py's eval.json)."""
+    from search.encoders import REGISTRY
+    from search.index import EMBEDDINGS, read_manifest
+
+    base = None
+    for name in REGISTRY:
+        path = index_dir / name
+        try:
+            manifest = read_manifest(path)
+            report = json.loads((path / "eval.json").read_text())
+        except Exception:
+            tqdm.write(f"quality {name}: no evaluated index in {path} (run scripts/prepare_demo.py)")
+            continue
+        size_mb = (path / EMBEDDINGS).stat().st_size / 2 ** 20
+        base = base or report["ms_per_query"]
+        row(f"quality {manifest['label']}", report["ms_per_query"], base, "ms/q",
+            f"P@1 {report['precision@1']:.3f}, mAP@10 {report['mAP@10']:.3f}, {report['queries']} queries, "
+            f"index {size_mb:.1f} MiB ({manifest['count']} x {manifest['dim']})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--weights", type=Path, default=None, help="real VGG16 weights (default: random init)")
+    p.add_argument("--index-dir", type=Path, default=config.INDEX_DIR, help="prepared indexes for the quality rows")
+    p.add_argument("--scale", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (saves ~1 min)")
+    p.add_argument("--only", nargs="+", choices=["encode", "search", "e2e", "build", "memory", "scale", "quality"])
+    a = p.parse_args()
+    only = set(a.only or ["encode", "search", "e2e", "build", "memory", "scale", "quality"])
+    rng = np.random.default_rng(0)
+    started = time.time()
+    import platform
+    tqdm.write(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+               f"torch {torch.__version__}")
+    tqdm.write(f"{'what':<64} {'ours':>10} {'baseline':>10} {'unit':<7} {'ratio':>7}")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        weights = a.weights
+        if weights is None:
+            torch.manual_seed(0)
+            weights = tmp / "vgg16-random.pth"
+            torch.save(models.vgg16().state_dict(), weights)
+        if "encode" in only:
+            gf = bench.matmul_gflops()
+            store = EncoderStore(tmp / "none", weights)
+            sd = torch.load(weights, weights_only=True)
+            plain = models.vgg16().eval()
+            plain.load_state_dict(sd)
+            bench_trunk(store.trunk("vgg16"), plain, gf, not a.no_compile, 60, 10)
+            del plain, sd
+            from efficientnet_lite_pytorch import EfficientNet
+            lite = store.trunk("efficientnet_lite0")
+            plain_lite = EfficientNet.from_name("efficientnet-lite0").eval()
+            plain_lite.load_state_dict(lite.net.state_dict())
+            bench_trunk(lite, plain_lite, gf, not a.no_compile, 200, 20)
+        if "search" in only:
+            bench_search(rng)
+        if "e2e" in only:
+            bench_end_to_end(weights, tmp, rng)
+        if "build" in only:
+            bench_build(tmp, rng, 192)
+        if "memory" in only:
+            bench_memory(weights, tmp)
+        if "scale" in only:
+            bench_scale(rng, a.scale)
+        if "quality" in only:
+            bench_quality(a.index_dir)
+    tqdm.write(f"total {time.time() - started:.0f} s")
+    if a.json:
+        from search.storage import write_json
+        write_json({"rows": ROWS, "seconds": round(time.time() - started, 1)}, a.json)
+
+
+if __name__ == "__main__":
+    run(main)
