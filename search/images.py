@@ -71,6 +71,8 @@ def open_image(source: str | Path | bytes | BinaryIO | Image.Image) -> Image.Ima
             img.load()
     except FileNotFoundError as exc:
         raise BadImageError(f"No such file: {name}") from exc
+    except IsADirectoryError as exc:
+        raise BadImageError(f"{name} is a directory, not an image file.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError(
             f"Image is too large; the limit is {config.MAX_IMAGE_PIXELS:,} pixels."

@@ -123,6 +123,12 @@ class GalleryIndex:
         return report if report.get("encoder_fingerprint") == self.manifest["encoder_fingerprint"] else None
 
 
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's own content (without this field), so any change to it is detected."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def index_path(index_root: Path, encoder: str) -> Path:
     return Path(index_root) / encoder
 
@@ -137,6 +143,8 @@ def read_manifest(index_dir: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise IndexError_(f"{path} is corrupt ({exc}): rebuild the index.") from exc
+    if not isinstance(manifest, dict) or manifest.get("checksum") != manifest_checksum(manifest):
+        raise IndexError_(f"{path} is corrupt (its checksum does not match its content): rebuild the index.")
     if manifest.get("schema_version") != config.INDEX_SCHEMA_VERSION:
         raise IndexError_(f"{index_dir} has index schema {manifest.get('schema_version')}, this code reads "
                           f"{config.INDEX_SCHEMA_VERSION}: rebuild the index.")
@@ -245,6 +253,7 @@ def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, item
             **meta,
             "files": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
         }
+        manifest["checksum"] = manifest_checksum(manifest)
         write_json(manifest, tmp / MANIFEST)
         _swap_into_place(tmp, final)
     finally:

@@ -36,12 +36,13 @@ def test_index_round_trips(built, dataset, trained):
     assert max(Image.open(idx.thumbnail_path(0)).size) <= 256
 
 
-@pytest.mark.parametrize("name", CHECKED_FILES)
-def test_corrupted_file_is_refused(built, tmp_path, trained, name):
+@pytest.mark.parametrize("name", [*CHECKED_FILES, "manifest.json"])
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_flipped_byte_in_any_index_file_is_refused(built, tmp_path, trained, name, where):
     idx_root = _copy(built, tmp_path)
     f = idx_root / "scratch" / name
     data = bytearray(f.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[int(len(data) * where)] ^= 0x01
     f.write_bytes(bytes(data))
     with pytest.raises(IndexError_, match="corrupt"):
         load_index(idx_root / "scratch", EncoderStore(trained).load("scratch"))
@@ -72,6 +73,7 @@ def test_wrong_dimension_is_refused(built, tmp_path, trained):
     np.save(idx_root / "pretrained" / "embeddings.npy", np.zeros((m["count"], 64), np.float32))
     m["files"]["embeddings.npy"] = index_mod.sha256_file(idx_root / "pretrained" / "embeddings.npy")
     m["dim"] = 64
+    m["checksum"] = index_mod.manifest_checksum(m)
     (idx_root / "pretrained" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IndexError_, match="64-d"):
         load_index(idx_root / "pretrained", enc)

@@ -1,0 +1,159 @@
+"""Robustness: concurrent load, bad inputs through the API and the CLIs, killed builds, the file route."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+
+from search.encoders import EncoderStore
+from search.engine import SearchEngine
+from search.index import load_index
+from tests.conftest import ROOT, synthetic_image
+from tests.test_app import client, server  # noqa: F401  (the running app fixtures)
+
+
+@pytest.mark.slow
+def test_load_20_concurrent_clients(server, tmp_path):  # noqa: F811
+    photos = []
+    for i in range(4):
+        p = tmp_path / f"q{i}.jpg"
+        synthetic_image(i % 3, np.random.default_rng(100 + i)).save(p)
+        photos.append(p)
+    encoders = ["scratch", "pretrained", "transfer"]
+
+    def one_client(c: int) -> list[tuple[float, int, int]]:
+        cl = Client(server, verbose=False, download_files=False)
+        out = []
+        for q in range(10):
+            k = 3 + (c + q) % 7
+            t = time.perf_counter()
+            gallery, plot = cl.predict(handle_file(str(photos[(c + q) % 4])), encoders[(c + q) % 3], k,
+                                       api_name="/search")
+            out.append((time.perf_counter() - t, len(gallery), k))
+            assert "your photo" in plot["plot"]
+        return out
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = [r for rs in pool.map(one_client, range(20)) for r in rs]
+    assert len(results) == 200
+    assert all(n == k for _, n, k in results)
+    lat = sorted(t for t, _, _ in results)
+    p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat)) - 1]
+    print(f"\nload: 200 queries from 20 concurrent clients, p50 {1000 * p50:.0f} ms, p95 {1000 * p95:.0f} ms")
+
+
+def test_path_traversal_upload_names_stay_in_the_upload_dir(server, client, tmp_path):  # noqa: F811
+    jpeg = tmp_path / "ok.jpg"
+    synthetic_image(0, np.random.default_rng(5)).save(jpeg)
+    target = Path("/tmp/landmark_lens_escape_test.jpg")
+    target.unlink(missing_ok=True)
+    for name in ("../../../../tmp/landmark_lens_escape_test.jpg", "/tmp/landmark_lens_escape_test.jpg",
+                 "..\\..\\landmark_lens_escape_test.jpg"):
+        r = httpx.post(server + "gradio_api/upload", files={"files": (name, jpeg.read_bytes(), "image/jpeg")})
+        assert r.status_code == 200
+        saved = Path(r.json()[0])
+        assert ".." not in saved.parts and saved.name != "" and saved != target
+        gallery, _ = client.predict(handle_file(str(saved)) if saved.exists() else handle_file(str(jpeg)),
+                                    "scratch", 2, api_name="/search")
+        assert len(gallery) == 2
+    assert not target.exists()
+
+
+def _file_route(server: str, path: str) -> httpx.Response:
+    return httpx.get(server + "gradio_api/file=" + urllib.parse.quote(path, safe="/"))
+
+
+def test_file_route_serves_thumbnails_only(server, built, dataset, trained):  # noqa: F811
+    thumb = next((built / "thumbnails").glob("*.jpg"))
+    ok = _file_route(server, str(thumb.resolve()))
+    assert ok.status_code == 200 and ok.content[:2] == b"\xff\xd8"
+    secrets = [str((built / "scratch" / "manifest.json").resolve()), str((trained / "scratch.pt").resolve()),
+               str(next(dataset.rglob("*.jpg")).resolve()), "/etc/passwd", str(ROOT / "app.py"),
+               str((built / "thumbnails").resolve()) + "/../scratch/manifest.json",
+               "../../../../etc/passwd", "..%2F..%2Fetc%2Fpasswd"]
+    for path in secrets:
+        r = _file_route(server, path)
+        assert r.status_code in (403, 404, 400), (path, r.status_code)
+        assert b"root:" not in r.content and b"schema_version" not in r.content
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
+    cases = {
+        "empty.jpg": b"",
+        "text.jpg": b"plain text pretending",
+        "truncated.jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF",
+    }
+    q = ["scripts/query.py", "--index-dir", built, "--checkpoint-dir", trained, "--encoder", "scratch"]
+    for name, data in cases.items():
+        f = tmp_path / name
+        f.write_bytes(data)
+        r = _run(*q, "--image", f)
+        assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr, r.stderr
+    for extra, msg in (([tmp_path / "missing.jpg"], "No such file"), ([tmp_path], "is a directory")):
+        r = _run(*q, "--image", *extra)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+    good = next(dataset.rglob("*.jpg"))
+    r = _run(*q, "--image", good, "--top-k", "0")
+    assert r.returncode == 2 and "at least 1" in r.stderr
+    r = _run("scripts/query.py", "--index-dir", built, "--encoder", "nope", "--image", good)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = _run("scripts/query.py", "--index-dir", tmp_path / "nowhere", "--encoder", "scratch", "--image", good)
+    assert r.returncode == 2 and "build_index.py" in r.stderr
+    r = _run("scripts/build_index.py", "--encoder", "scratch", "--data-dir", tmp_path / "nodata",
+             "--checkpoint-dir", trained, "--out-dir", tmp_path / "idx")
+    assert r.returncode == 2 and "get_data.py" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigkilled_build_leaves_previous_index_serving(built, trained, dataset, tmp_path):
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    enc = EncoderStore(trained).load("scratch")
+    before = load_index(root / "scratch", enc)
+    query = synthetic_image(2, np.random.default_rng(9))
+    answer = [h.row for h in SearchEngine(root, trained, names=("scratch",)).search("scratch", query, 5)]
+    proc = subprocess.Popen([sys.executable, "scripts/build_index.py", "--encoder", "scratch", "--data-dir",
+                             str(dataset), "--split", "train", "--out-dir", str(root), "--checkpoint-dir",
+                             str(trained)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if list(root.glob(".scratch.new-*")) or list((root / "thumbnails").glob(".*.tmp")):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = load_index(root / "scratch", enc)
+    assert after.manifest == before.manifest
+    np.testing.assert_array_equal(after.embeddings, before.embeddings)
+    again = [h.row for h in SearchEngine(root, trained, names=("scratch",)).search("scratch", query, 5)]
+    assert again == answer
+    # The next build cleans up whatever the killed one left and completes.
+    r = _run("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
+             "--out-dir", root, "--checkpoint-dir", trained)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["count"] == 24 and not list(root.glob(".scratch.*"))
+
+
+def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    (root / "scratch" / "eval.json").write_text("{broken")
+    idx = load_index(root / "scratch", EncoderStore(trained).load("scratch"))
+    assert idx.eval_report() is None
