@@ -19,7 +19,7 @@ from search.images import open_image
 from search.index import thumbs_dir
 from search.present import METRIC_COLUMNS, GalleryMap, gallery_items, metrics_row, metrics_summary
 
-PREPARE_CMD = "python scripts/prepare_demo.py --from-zip landmark_images.zip"
+PREPARE_CMD = "python scripts/prepare_demo.py"
 INTRO = """# 🗺️ Landmark Lens
 Reverse image search for landmark photos, built to **compare what three CNNs consider "similar"**:
 a small CNN trained from scratch, an ImageNet CNN used as it is, and the same ImageNet CNN adapted to the
@@ -104,7 +104,7 @@ class App:
         if image is None:
             return gr.skip(), gr.skip()
         if encoder not in self.engine.backends:
-            gr.Warning(self.info(encoder).split("⚠️ ")[-1])
+            gr.Warning(f"The {encoder} encoder is unavailable: {self.engine.unavailable.get(encoder)}")
             return [], None
         return self.search(image, encoder, top_k)
 
@@ -128,17 +128,20 @@ class App:
         return (*galleries, *plots)
 
 
-def missing_banner(engine: SearchEngine) -> str:
+def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> str:
+    """Markdown saying which encoders cannot be used, and the one command that prepares everything."""
     if not engine.unavailable:
         return ""
     if not engine.backends:
         return (f"### ⚠️ No gallery index yet\nThis app needs precomputed indexes in `{engine.index_root}/`. "
-                f"Prepare them with one command (downloads the data when online):\n\n`{PREPARE_CMD}`\n\n"
+                f"Prepare them with one command (it downloads the data when online; offline add "
+                f"`--from-zip landmark_images.zip`):\n\n"
+                f"`{PREPARE_CMD} --data-dir {data_dir} --index-dir {engine.index_root}`\n\n"
                 + "\n".join(f"- **{n}**: {why}" for n, why in engine.unavailable.items()))
     return "⚠️ " + " · ".join(f"**{n}** unavailable: {why}" for n, why in engine.unavailable.items())
 
 
-def build_demo(engine: SearchEngine) -> gr.Blocks:
+def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> gr.Blocks:
     """The Blocks UI over a loaded engine."""
     app = App(engine)
     names = list(REGISTRY)
@@ -149,7 +152,7 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
 
     with gr.Blocks(title="Landmark Lens") as demo:
         gr.Markdown(INTRO)
-        banner = missing_banner(engine)
+        banner = missing_banner(engine, data_dir)
         if banner:
             gr.Markdown(banner, elem_id="missing-banner")
         with gr.Tab("Search"):
@@ -234,16 +237,17 @@ def get_args() -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--index-dir", type=Path, default=config.INDEX_DIR)
     p.add_argument("--data-dir", type=Path, default=config.DEFAULT_DATA_DIR,
-                   help="dataset root (only for the preparation hint; the app serves thumbnails)")
+                   help="dataset root, named in the preparation hint (the app itself serves only thumbnails)")
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR)
     p.add_argument("--weights", type=Path, default=None, help="local VGG16 state dict")
     p.add_argument("--share", action="store_true")
     return p.parse_args()
 
 
-def launch(engine: SearchEngine, host: str, port: int, share: bool = False, **kw) -> gr.Blocks:
+def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
+           data_dir: Path = config.DEFAULT_DATA_DIR, **kw) -> gr.Blocks:
     """Build, queue and start the app; returns the running Blocks."""
-    demo = build_demo(engine)
+    demo = build_demo(engine, data_dir)
     demo.queue(default_concurrency_limit=2, max_size=64)
     allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve())]
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{config.MAX_UPLOAD_BYTES // 2**20}mb",
@@ -253,4 +257,5 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False, **kw
 
 if __name__ == "__main__":
     args = get_args()
-    launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share)
+    launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share,
+           args.data_dir)

@@ -70,33 +70,38 @@ def trunk_candidates(trunk: Trunk, compile_: bool) -> dict:
 
 
 def bench_trunk(trunk: Trunk, baseline_model: torch.nn.Module, gflops_machine: float, compile_: bool,
-                n_gallery: int, n_query: int) -> None:
-    """Row 1: query encode latency at batch 1 vs plain eager torchvision, FLOP floor, ranking check."""
+                n_gallery: int, n_query: int, rounds: int = 5) -> None:
+    """Row 1: query encode latency at batch 1 vs plain eager torchvision, FLOP floor, ranking check.
+
+    Variants are timed in interleaved rounds and each keeps its best round, because this machine's speed
+    drifts by tens of percent between minutes."""
     trunk.to(memory_format=torch.contiguous_format)
     rng = np.random.default_rng(1)
     images = [bench.synthetic_photo(rng) for _ in range(n_gallery + n_query)]
     x1 = trunk.transform(images[0])[None]
-    with torch.no_grad():
-        base_ms = bench.median_ms(lambda: baseline_model(x1), repeat=8)
     ref = encode_all(trunk._features, trunk.transform, images)
     ref_idx, _ = top_k(ref[n_gallery:], ref[:n_gallery], 10)
     flops = bench.model_gflops(trunk._features, x1)
     floor_ms = 1000 * flops / gflops_machine
-    kept, best = "fp32 eager", None
-    for name, fn in trunk_candidates(trunk, compile_).items():
-        if "channels_last" in name:
-            trunk.to(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            ms = bench.median_ms(lambda: fn(x1), repeat=8)
+    variants = trunk_candidates(trunk, compile_)
+    same = {}
+    for name, fn in variants.items():
+        trunk.to(memory_format=torch.channels_last if "channels_last" in name else torch.contiguous_format)
         emb = encode_all(fn, trunk.transform, images)
-        idx, _ = top_k(emb[n_gallery:], emb[:n_gallery], 10)
-        same = bool((idx == ref_idx).all())
-        row(f"encode {trunk.label} b=1: {name}", ms, base_ms, "ms",
-            f"top-10 {'identical' if same else 'DIFFERS'} on {n_query} queries")
-        if same and (best is None or ms < best):
-            kept, best = name, ms
-    row(f"encode {trunk.label}: kept variant vs FLOP floor", best, floor_ms, "ms",
-        f"kept: {kept}; floor = {flops:.2f} GFLOP / {gflops_machine:.0f} GFLOP/s matmul; ratio = floor / ours")
+        same[name] = bool((top_k(emb[n_gallery:], emb[:n_gallery], 10)[0] == ref_idx).all())
+    timed = {"baseline": baseline_model, **variants}
+    best = {name: float("inf") for name in timed}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, fn in timed.items():
+                trunk.to(memory_format=torch.channels_last if "channels_last" in name else torch.contiguous_format)
+                best[name] = min(best[name], bench.median_ms(lambda: fn(x1), repeat=3, warmup=1))
+    for name in variants:
+        row(f"encode {trunk.label} b=1: {name}", best[name], best["baseline"], "ms",
+            f"vs the plain eager model; top-10 {'identical' if same[name] else 'DIFFERS'} on {n_query} queries")
+    kept = min((n for n in variants if same[n]), key=lambda n: best[n])
+    row(f"encode {trunk.label}: fastest same-ranking variant vs FLOP floor", best[kept], floor_ms, "ms",
+        f"{kept}; floor = {flops:.2f} GFLOP / {gflops_machine:.0f} GFLOP/s matmul; ratio = floor / ours")
     trunk.freeze()
 
 
@@ -106,14 +111,15 @@ def bench_search(rng: np.random.Generator) -> None:
 
     for dim in (4096, 256):
         g = bench.clustered_unit_vectors(6000, dim, clusters=50, seed=dim)
-        q = g[rng.integers(0, 6000, 20)] + 0.05 * rng.standard_normal((20, dim), dtype=np.float32)
+        q = g[rng.integers(0, 6000, 20)] + 0.3 / np.sqrt(dim) * rng.standard_normal((20, dim), dtype=np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         nn = NearestNeighbors(n_neighbors=10, algorithm="brute").fit(g)
-        ours = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=5) / len(q)
+        searcher = Searcher(g)
+        ours = bench.median_ms(lambda: [searcher.search(v[None], 10) for v in q], repeat=5) / len(q)
         base = bench.median_ms(lambda: [nn.kneighbors(v[None]) for v in q], repeat=5) / len(q)
-        same = all((top_k(v[None], g, 10)[0] == nn.kneighbors(v[None])[1]).all() for v in q)
+        same = all((searcher.search(v[None], 10)[0] == nn.kneighbors(v[None])[1]).all() for v in q)
         row(f"search 6,000 x {dim}, top-10, one query", ours, base, "ms",
-            f"vs sklearn brute; top-10 {'identical' if same else 'DIFFERS'}")
+            f"vs sklearn brute; top-10 {'identical' if same else 'DIFFERS'} on 20 queries")
 
 
 def free_port() -> int:
@@ -263,11 +269,10 @@ def bench_memory(weights: Path, tmp: Path) -> None:
 
 def bench_scale(rng: np.random.Generator, sizes: list[int], n_query: int = 20) -> None:
     """Row 6: exact NumPy / torch search vs FAISS flat and HNSW on large synthetic 256-d galleries."""
-    import faiss
-
     for n in sizes:
         g = bench.clustered_unit_vectors(n, 256, clusters=max(100, n // 1000), seed=n)
-        q = g[rng.integers(0, n, n_query)] + 0.3 * rng.standard_normal((n_query, 256), dtype=np.float32)
+        # Queries: gallery vectors moved by noise of norm ~0.3, like a re-photographed landmark.
+        q = g[rng.integers(0, n, n_query)] + 0.3 / 16 * rng.standard_normal((n_query, 256), dtype=np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         exact_idx = top_k(q, g, 10)[0]
         numpy_ms = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=3, warmup=1) / n_query
@@ -275,21 +280,18 @@ def bench_scale(rng: np.random.Generator, sizes: list[int], n_query: int = 20) -
         torch_ms = bench.median_ms(lambda: [torch.topk(gt @ torch.from_numpy(v), 10) for v in q],
                                    repeat=3, warmup=1) / n_query
         row(f"scale {n:,} x 256: exact torch (matmul + topk)", torch_ms, numpy_ms, "ms",
-            "vs exact numpy (ours default); recall 1.00")
+            "ours below 100k; baseline = exact numpy for every scale row; recall 1.00")
         flat = Searcher(g, backend="faiss-flat")
         flat_ms = bench.median_ms(lambda: [flat.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
         flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
         row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
         t = time.perf_counter()
-        hnsw = faiss.IndexHNSWFlat(256, config.HNSW_M)
-        hnsw.hnsw.efConstruction = 40
-        hnsw.add(g)
-        hnsw.hnsw.efSearch = config.HNSW_EF_SEARCH
+        hnsw = Searcher(g, backend="faiss-hnsw")
         build_s = time.perf_counter() - t
         hnsw_ms = bench.median_ms(lambda: [hnsw.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-        hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[1], exact_idx)
+        hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[0], exact_idx)
         row(f"scale {n:,} x 256: FAISS HNSW (M={config.HNSW_M}, ef={config.HNSW_EF_SEARCH})", hnsw_ms, numpy_ms,
-            "ms", f"recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
+            "ms", f"ours past 100k; recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
         del g, gt, flat, hnsw
 
 

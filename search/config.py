@@ -50,7 +50,7 @@ COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"
 # Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend.
 ANN_BACKEND = "faiss-hnsw"
 HNSW_M = 16
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 128
 
 # Index format.
 INDEX_SCHEMA_VERSION = 1

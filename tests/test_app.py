@@ -150,3 +150,36 @@ def test_missing_image_unknown_encoder_and_bad_k(client, photo):
     assert len(gallery) == 33  # k larger than the (small) gallery returns all of it
     gallery, _ = client.predict(handle_file(str(photo)), "pretrained", 2, api_name="/search")
     assert len(gallery) == 2
+
+
+def test_app_without_any_index_explains_what_to_do(tmp_path, trained):
+    import gradio as gr
+
+    import app
+
+    engine = SearchEngine(tmp_path / "empty", trained)
+    assert not engine.backends and set(engine.unavailable) == {"scratch", "pretrained", "transfer"}
+    banner = app.missing_banner(engine)
+    assert "prepare_demo.py" in banner and "build_index.py --encoder pretrained" in banner
+    demo = app.build_demo(engine)  # builds without crashing
+    assert isinstance(demo, gr.Blocks)
+    ui = app.App(engine)
+    assert "unavailable" in ui.label("transfer") and "build_index.py" in ui.info("transfer")
+    with pytest.raises(gr.Error, match="unavailable"):
+        ui.search(synthetic_image(0, np.random.default_rng(0)), "transfer", 3)
+
+
+def test_app_with_some_indexes_serves_those(tmp_path, built, trained):
+    import shutil
+
+    import app
+
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    shutil.rmtree(root / "transfer")
+    ui = app.App(SearchEngine(root, trained))
+    gallery, plot = ui.search(synthetic_image(1, np.random.default_rng(0)), "scratch", 4)
+    assert len(gallery) == 4 and "your photo" in plot.plot
+    assert "No index" in ui.info("transfer")
+    galleries_and_plots = ui.compare(synthetic_image(1, np.random.default_rng(0)), 3)
+    assert [len(g) for g in galleries_and_plots[:3]] == [3, 3, 0] and galleries_and_plots[5] is None

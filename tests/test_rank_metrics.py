@@ -25,6 +25,16 @@ def test_top_k_equals_brute_force(n, k):
     assert idx.shape == (4, min(k, n))
 
 
+@pytest.mark.parametrize("k", [1, 10, 300])
+def test_searcher_exact_matches_top_k(k):
+    rng = np.random.default_rng(k)
+    g, q = _unit(rng, 200, 48), _unit(rng, 6, 48)
+    idx, dist = Searcher(g).search(q, k)
+    ref_idx, ref_dist = top_k(q, g, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-5)
+
+
 def test_top_k_zero_returns_nothing():
     idx, dist = top_k(np.ones((1, 2), np.float32) / np.sqrt(2), np.eye(2, dtype=np.float32), 0)
     assert idx.shape == (1, 0) and dist.shape == (1, 0)
@@ -71,3 +81,21 @@ def test_tsne_is_seeded_and_separates_clusters():
     means = np.array([a[i * 20:(i + 1) * 20].mean(0) for i in range(3)])
     spread = max(a[i * 20:(i + 1) * 20].std(0).max() for i in range(3))
     assert min(np.linalg.norm(means[i] - means[j]) for i in range(3) for j in range(i + 1, 3)) > 3 * spread
+
+
+def test_large_galleries_switch_to_faiss_hnsw_with_high_recall(monkeypatch):
+    from search import config
+    from search.bench import clustered_unit_vectors, recall_at_k
+
+    g = clustered_unit_vectors(3000, 32, clusters=30, seed=1)
+    q = g[:50] + 0.05
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    assert Searcher(g).backend == "exact"
+    monkeypatch.setattr(config, "EXACT_SEARCH_LIMIT", 1000)
+    ann = Searcher(g)
+    assert ann.backend == config.ANN_BACKEND == "faiss-hnsw"
+    idx, dist = ann.search(q, 10)
+    exact_idx, exact_dist = top_k(q, g, 10)
+    assert recall_at_k(idx, exact_idx) >= 0.95
+    assert (np.diff(dist, axis=1) >= -1e-6).all()
+    np.testing.assert_allclose(dist[:, 0], exact_dist[:, 0], atol=1e-3)

@@ -8,6 +8,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,8 @@ from gradio_client import Client, handle_file
 from search.encoders import EncoderStore
 from search.engine import SearchEngine
 from search.index import load_index
-from tests.conftest import ROOT, synthetic_image
+from search.trunks import OFFLINE_TRUNK
+from tests.conftest import ROOT, make_dataset, synthetic_image
 from tests.test_app import client, server  # noqa: F401  (the running app fixtures)
 
 
@@ -121,34 +123,42 @@ def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
     assert r.returncode == 2 and "get_data.py" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sigkilled_build_leaves_previous_index_serving(built, trained, dataset, tmp_path):
+def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path):
     root = tmp_path / "idx"
     shutil.copytree(built, root)
-    enc = EncoderStore(trained).load("scratch")
-    before = load_index(root / "scratch", enc)
+    bigger = make_dataset(tmp_path / "bigger", n_train=60, n_test=1, seed=3)  # 180 images: seconds to encode
+    store = EncoderStore(trained)
+    enc = store.load("pretrained", trunk=OFFLINE_TRUNK)
+    before = load_index(root / "pretrained", enc)
     query = synthetic_image(2, np.random.default_rng(9))
-    answer = [h.row for h in SearchEngine(root, trained, names=("scratch",)).search("scratch", query, 5)]
-    proc = subprocess.Popen([sys.executable, "scripts/build_index.py", "--encoder", "scratch", "--data-dir",
-                             str(dataset), "--split", "train", "--out-dir", str(root), "--checkpoint-dir",
-                             str(trained)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    answer = [h.row for h in SearchEngine(root, trained, names=("pretrained",)).search("pretrained", query, 5)]
+    cmd = [sys.executable, "scripts/build_index.py", "--encoder", "pretrained", "--data-dir", str(bigger),
+           "--split", "train", "--out-dir", str(root), "--checkpoint-dir", str(trained), "--trunk", OFFLINE_TRUNK]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = bytearray()
+
+    def pump() -> None:
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            seen.extend(chunk)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if list(root.glob(".scratch.new-*")) or list((root / "thumbnails").glob(".*.tmp")):
-            break
-        time.sleep(0.005)
+    while time.time() < deadline and proc.poll() is None and b"indexing pretrained:  " not in seen:
+        time.sleep(0.01)
+    time.sleep(1.0)  # well into encoding (thumbnails being written)
     assert proc.poll() is None, "the build finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    after = load_index(root / "scratch", enc)
+    after = load_index(root / "pretrained", enc)
     assert after.manifest == before.manifest
     np.testing.assert_array_equal(after.embeddings, before.embeddings)
-    again = [h.row for h in SearchEngine(root, trained, names=("scratch",)).search("scratch", query, 5)]
+    again = [h.row for h in SearchEngine(root, trained, names=("pretrained",)).search("pretrained", query, 5)]
     assert again == answer
     # The next build cleans up whatever the killed one left and completes.
-    r = _run("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
-             "--out-dir", root, "--checkpoint-dir", trained)
+    r = _run(*cmd[1:])
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["count"] == 24 and not list(root.glob(".scratch.*"))
+    assert json.loads(r.stdout)["count"] == 180 and not list(root.glob(".pretrained.*"))
+    assert not list((root / "thumbnails").glob(".*.tmp"))
 
 
 def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
