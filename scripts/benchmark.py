@@ -27,7 +27,7 @@ from search.encoders import EncoderStore  # noqa: E402
 from search.images import open_image  # noqa: E402
 from search.index import encode_paths, write_index  # noqa: E402
 from search.rank import Searcher, top_k  # noqa: E402
-from search.trunks import TRUNKS, Trunk  # noqa: E402
+from search.trunks import Trunk  # noqa: E402
 
 ROWS: list[dict] = []
 
@@ -270,29 +270,33 @@ def bench_memory(weights: Path, tmp: Path) -> None:
 def bench_scale(rng: np.random.Generator, sizes: list[int], n_query: int = 20) -> None:
     """Row 6: exact NumPy / torch search vs FAISS flat and HNSW on large synthetic 256-d galleries."""
     for n in sizes:
-        g = bench.clustered_unit_vectors(n, 256, clusters=max(100, n // 1000), seed=n)
-        # Queries: gallery vectors moved by noise of norm ~0.3, like a re-photographed landmark.
-        q = g[rng.integers(0, n, n_query)] + 0.3 / 16 * rng.standard_normal((n_query, 256), dtype=np.float32)
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
-        exact_idx = top_k(q, g, 10)[0]
-        numpy_ms = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=3, warmup=1) / n_query
-        gt = torch.from_numpy(g)
-        torch_ms = bench.median_ms(lambda: [torch.topk(gt @ torch.from_numpy(v), 10) for v in q],
-                                   repeat=3, warmup=1) / n_query
-        row(f"scale {n:,} x 256: exact torch (matmul + topk)", torch_ms, numpy_ms, "ms",
-            "ours below 100k; baseline = exact numpy for every scale row; recall 1.00")
-        flat = Searcher(g, backend="faiss-flat")
-        flat_ms = bench.median_ms(lambda: [flat.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-        flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
-        row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
-        t = time.perf_counter()
-        hnsw = Searcher(g, backend="faiss-hnsw")
-        build_s = time.perf_counter() - t
-        hnsw_ms = bench.median_ms(lambda: [hnsw.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-        hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[0], exact_idx)
-        row(f"scale {n:,} x 256: FAISS HNSW (M={config.HNSW_M}, ef={config.HNSW_EF_SEARCH})", hnsw_ms, numpy_ms,
-            "ms", f"ours past 100k; recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
-        del g, gt, flat, hnsw
+        _scale_one(rng, n, n_query)
+
+
+def _scale_one(rng: np.random.Generator, n: int, n_query: int) -> None:
+    """The scale rows for one gallery size (its arrays are freed on return)."""
+    g = bench.clustered_unit_vectors(n, 256, clusters=max(100, n // 1000), seed=n)
+    # Queries: gallery vectors moved by noise of norm ~0.3, like a re-photographed landmark.
+    q = g[rng.integers(0, n, n_query)] + 0.3 / 16 * rng.standard_normal((n_query, 256), dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact_idx = top_k(q, g, 10)[0]
+    numpy_ms = bench.median_ms(lambda: [top_k(v[None], g, 10) for v in q], repeat=3, warmup=1) / n_query
+    gt = torch.from_numpy(g)
+    torch_ms = bench.median_ms(lambda: [torch.topk(gt @ torch.from_numpy(v), 10) for v in q],
+                               repeat=3, warmup=1) / n_query
+    row(f"scale {n:,} x 256: exact torch (matmul + topk)", torch_ms, numpy_ms, "ms",
+        "ours below 100k; baseline = exact numpy for every scale row; recall 1.00")
+    flat = Searcher(g, backend="faiss-flat")
+    flat_ms = bench.median_ms(lambda: [flat.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
+    flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
+    row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
+    t = time.perf_counter()
+    hnsw = Searcher(g, backend="faiss-hnsw")
+    build_s = time.perf_counter() - t
+    hnsw_ms = bench.median_ms(lambda: [hnsw.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
+    hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[0], exact_idx)
+    row(f"scale {n:,} x 256: FAISS HNSW (M={config.HNSW_M}, ef={config.HNSW_EF_SEARCH})", hnsw_ms, numpy_ms,
+        "ms", f"ours past 100k; recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
 
 
 def bench_quality(index_dir: Path) -> None:

@@ -3,7 +3,6 @@ Every step is skipped when its output is already current; a step that fails is r
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 import traceback
@@ -116,9 +115,8 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
                 except LandmarkError:
                     log(f"{name}: training")
                     kwargs = {"trunk": trunk} if spec.uses_trunk else {}
-                    cfg = dataclasses.replace(train_cfg)
                     fit = TRAINERS[name](data_dir, store.checkpoint_path(name),
-                                         epochs.get(name, cfg.epochs), store, cfg, **kwargs)
+                                         epochs.get(name, train_cfg.epochs), store, train_cfg, **kwargs)
                     res.notes.append(f"trained, val acc {fit.val_acc:.3f}")
             encoder = store.load(name, trunk=trunk)
             res.label = encoder.label

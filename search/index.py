@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import config
-from .data import display_name, find_classes, fingerprint_files, list_items, make_loader, warn_bad
+from .data import display_name, find_classes, fingerprint_files, list_items, warn_bad
 from .encoders import Encoder
 from .errors import BadImageError, IndexError_
 from .images import open_image, thumbnail

@@ -140,7 +140,7 @@ def test_unusual_but_valid_images_are_converted_and_searched(client, tmp_path, n
 def test_missing_image_unknown_encoder_and_bad_k(client, photo):
     with pytest.raises(Exception, match="Drop a photo"):
         client.predict(None, "pretrained", 3, api_name="/search")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="nope"):
         client.predict(handle_file(str(photo)), "nope", 3, api_name="/search")
     with pytest.raises(Exception, match="less than minimum"):
         client.predict(handle_file(str(photo)), "pretrained", 0, api_name="/search")

@@ -74,8 +74,8 @@ def test_path_traversal_upload_names_stay_in_the_upload_dir(server, client, tmp_
     assert not target.exists()
 
 
-def _file_route(server: str, path: str) -> httpx.Response:
-    return httpx.get(server + "gradio_api/file=" + urllib.parse.quote(path, safe="/"))
+def _file_route(base: str, path: str) -> httpx.Response:
+    return httpx.get(base + "gradio_api/file=" + urllib.parse.quote(path, safe="/"))
 
 
 def test_file_route_serves_thumbnails_only(server, built, dataset, trained):  # noqa: F811
