@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -122,12 +121,6 @@ def bench_search(rng: np.random.Generator) -> None:
             f"vs sklearn brute; top-10 {'identical' if same else 'DIFFERS'} on 20 queries")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.Generator) -> None:
     """A 6,000-image 'pretrained' index of synthetic vectors (with real thumbnails) bound to the live encoder."""
     enc = store.load("pretrained", trunk="vgg16")
@@ -165,7 +158,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     photo = tmp / "query.jpg"
     bench.synthetic_photo(rng).save(photo)
     image = open_image(photo)
-    port = free_port()
+    port = bench.free_port()
     demo = app.launch(engine, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
         timings = {}

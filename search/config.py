@@ -56,6 +56,9 @@ ANN_BACKEND = "faiss-hnsw"
 HNSW_M = 16
 HNSW_EF_SEARCH = 128
 
+# Temp files older than this, left by a killed build, are removed by the next build.
+STALE_TEMP_SECONDS = 600
+
 # Index format.
 INDEX_SCHEMA_VERSION = 1
 

@@ -187,6 +187,17 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
     return index
 
 
+def _remove_stale_temp_files(folder: Path, older_than_s: float = config.STALE_TEMP_SECONDS) -> None:
+    """Delete temp files a killed writer left behind (old enough that no live writer still owns them)."""
+    cutoff = time.time() - older_than_s
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _recover(final: Path) -> None:
     """Finish a swap that was interrupted between its two renames."""
     old = final.with_name(f".{final.name}.old")
@@ -218,6 +229,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
         raise IndexError_(f"No images found under {data_root} for split {split!r}.")
     thumbs = thumbs_dir(index_root)
     thumbs.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(thumbs)
     emb, kept, names = encode_paths(encoder, [p for p, _ in pairs], thumbs, batch_size, workers,
                                     desc=f"indexing {encoder.name}")
     if len(kept) == 0:

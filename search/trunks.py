@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import warnings
@@ -18,6 +17,7 @@ from torchvision.transforms import v2
 
 from . import config
 from .errors import WeightsUnavailableError
+from .storage import sha256_file
 
 
 class TrunkFallbackWarning(UserWarning):
@@ -26,11 +26,7 @@ class TrunkFallbackWarning(UserWarning):
 
 @lru_cache(maxsize=32)
 def _file_sha256(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(Path(path))
 
 
 def file_fingerprint(path: Path) -> str:

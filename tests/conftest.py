@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from search import config  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.index import build_index  # noqa: E402
 from search.trunks import OFFLINE_TRUNK  # noqa: E402
+
+def run_script(*args) -> subprocess.CompletedProcess:
+    """Run a repository script (or any args) with this Python, from the repository root."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
 
 CLASSES = ["00.Red_Stripes", "01.Blue_Circles", "02.Green_Checks"]
 FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)

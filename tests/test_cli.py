@@ -1,37 +1,31 @@
 """The command-line tools end to end on generated data: train, build, query, evaluate."""
 
 import json
-import subprocess
-import sys
 
-from tests.conftest import ROOT
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+from tests.conftest import run_script
 
 
 def test_train_build_query_evaluate(dataset, tmp_path):
     ck, idx = tmp_path / "ck", tmp_path / "idx"
-    r = _run("scripts/train.py", "--encoder", "scratch", "--data-dir", dataset, "--epochs", "2",
+    r = run_script("scripts/train.py", "--encoder", "scratch", "--data-dir", dataset, "--epochs", "2",
              "--checkpoint-dir", ck, "--workers", "0", "--batch-size", "8")
     assert r.returncode == 0, r.stderr
     final = json.loads(r.stdout.strip().splitlines()[-1])
     assert final["encoder"] == "scratch" and 0 <= final["val_acc"] <= 1 and (ck / "scratch.pt").is_file()
     assert "epoch   2/2" in r.stderr + r.stdout
-    r = _run("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
+    r = run_script("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
              "--out-dir", idx, "--checkpoint-dir", ck, "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["count"] == 24
     query = next((dataset / "test").rglob("*.jpg"))
-    r = _run("scripts/query.py", "--index-dir", idx, "--encoder", "scratch", "--image", query, "--top-k", "5",
+    r = run_script("scripts/query.py", "--index-dir", idx, "--encoder", "scratch", "--image", query, "--top-k", "5",
              "--checkpoint-dir", ck)
     assert r.returncode == 0, r.stderr
     hits = [json.loads(line) for line in r.stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     assert all({"path", "class", "distance"} <= h.keys() for h in hits)
     assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
-    r = _run("scripts/evaluate.py", "--data-dir", dataset, "--index-dir", idx, "--encoder", "scratch",
+    r = run_script("scripts/evaluate.py", "--data-dir", dataset, "--index-dir", idx, "--encoder", "scratch",
              "--checkpoint-dir", ck, "--workers", "0")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
@@ -40,9 +34,9 @@ def test_train_build_query_evaluate(dataset, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    r = _run("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", tmp_path / "x.jpg")
+    r = run_script("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", tmp_path / "x.jpg")
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
     bad = tmp_path / "note.jpg"
     bad.write_text("just text")
-    r = _run("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", bad)
+    r = run_script("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", bad)
     assert r.returncode == 2 and "not an image" in r.stderr

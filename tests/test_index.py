@@ -140,3 +140,18 @@ def test_perturbed_copy_finds_original_at_rank_1(built, trained, dataset, how):
         assert [h.rank for h in hits] == [1, 2, 3] and hits[0].distance <= hits[1].distance <= hits[2].distance
     # Synthetic pictures within a class look much alike; real photos differ far more.
     assert np.mean(rank1) >= 0.9 and all(top3)
+
+
+def test_stale_temp_files_are_cleaned_by_the_next_build(tmp_path, trained, dataset):
+    import os
+    import time
+
+    thumbs = tmp_path / "idx" / "thumbnails"
+    thumbs.mkdir(parents=True)
+    stale, fresh = thumbs / ".a.jpg.x1.tmp", thumbs / ".b.jpg.x2.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    build_index(EncoderStore(trained).load("scratch"), dataset, "test", tmp_path / "idx", workers=0)
+    assert not stale.exists() and fresh.exists()  # a fresh one may belong to a build still running

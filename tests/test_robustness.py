@@ -17,13 +17,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from gradio_client import Client, handle_file
 
 from search.encoders import EncoderStore
 from search.engine import SearchEngine
 from search.index import load_index
 from search.trunks import OFFLINE_TRUNK
-from tests.conftest import ROOT, make_dataset, synthetic_image
+from tests.conftest import ROOT, make_dataset, run_script, synthetic_image
 from tests.test_app import client, server  # noqa: F401  (the running app fixtures)
 
 
@@ -92,10 +93,6 @@ def test_file_route_serves_thumbnails_only(server, built, dataset, trained):  # 
         assert b"root:" not in r.content and b"schema_version" not in r.content
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
-
-
 def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
     cases = {
         "empty.jpg": b"",
@@ -106,19 +103,19 @@ def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
     for name, data in cases.items():
         f = tmp_path / name
         f.write_bytes(data)
-        r = _run(*q, "--image", f)
+        r = run_script(*q, "--image", f)
         assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr, r.stderr
     for extra, msg in (([tmp_path / "missing.jpg"], "No such file"), ([tmp_path], "is a directory")):
-        r = _run(*q, "--image", *extra)
+        r = run_script(*q, "--image", *extra)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
     good = next(dataset.rglob("*.jpg"))
-    r = _run(*q, "--image", good, "--top-k", "0")
+    r = run_script(*q, "--image", good, "--top-k", "0")
     assert r.returncode == 2 and "at least 1" in r.stderr
-    r = _run("scripts/query.py", "--index-dir", built, "--encoder", "nope", "--image", good)
+    r = run_script("scripts/query.py", "--index-dir", built, "--encoder", "nope", "--image", good)
     assert r.returncode == 2 and "invalid choice" in r.stderr
-    r = _run("scripts/query.py", "--index-dir", tmp_path / "nowhere", "--encoder", "scratch", "--image", good)
+    r = run_script("scripts/query.py", "--index-dir", tmp_path / "nowhere", "--encoder", "scratch", "--image", good)
     assert r.returncode == 2 and "build_index.py" in r.stderr
-    r = _run("scripts/build_index.py", "--encoder", "scratch", "--data-dir", tmp_path / "nodata",
+    r = run_script("scripts/build_index.py", "--encoder", "scratch", "--data-dir", tmp_path / "nodata",
              "--checkpoint-dir", trained, "--out-dir", tmp_path / "idx")
     assert r.returncode == 2 and "get_data.py" in r.stderr and "Traceback" not in r.stderr
 
@@ -126,7 +123,7 @@ def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
 def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path):
     root = tmp_path / "idx"
     shutil.copytree(built, root)
-    bigger = make_dataset(tmp_path / "bigger", n_train=60, n_test=1, seed=3)  # 180 images: seconds to encode
+    bigger = make_dataset(tmp_path / "bigger", n_train=100, n_test=1, seed=3)  # 300 images: seconds to encode
     store = EncoderStore(trained)
     enc = store.load("pretrained", trunk=OFFLINE_TRUNK)
     before = load_index(root / "pretrained", enc)
@@ -145,7 +142,7 @@ def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and b"indexing pretrained:  " not in seen:
         time.sleep(0.01)
-    time.sleep(1.0)  # well into encoding (thumbnails being written)
+    time.sleep(0.7)  # well into encoding (thumbnails being written)
     assert proc.poll() is None, "the build finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -155,10 +152,13 @@ def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path)
     again = [h.row for h in SearchEngine(root, trained, names=("pretrained",)).search("pretrained", query, 5)]
     assert again == answer
     # The next build cleans up whatever the killed one left and completes.
-    r = _run(*cmd[1:])
+    r = run_script(*cmd[1:])
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["count"] == 180 and not list(root.glob(".pretrained.*"))
-    assert not list((root / "thumbnails").glob(".*.tmp"))
+    assert json.loads(r.stdout)["count"] == 300 and not list(root.glob(".pretrained.*"))
+    # Whatever the kill interrupted, no file under a final name is half-written.
+    for thumb in (root / "thumbnails").glob("[!.]*.jpg"):
+        Image.open(thumb).load()
+    assert load_index(root / "pretrained", enc).manifest["count"] == 300
 
 
 def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
