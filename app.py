@@ -112,15 +112,18 @@ class App:
         """The same photo under every encoder: three galleries and three maps."""
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")
-        image = open_image(image)
+        try:
+            vectors = self.engine.embed_many(list(self.engine.backends), open_image(image))
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
         galleries, plots = [], []
         for name in REGISTRY:
-            if name not in self.engine.backends:
+            if name not in vectors:
                 galleries.append([])
                 plots.append(None)
                 continue
             try:
-                hits = self.engine.search(name, image, int(top_k))
+                hits = self.engine.search_vector(name, vectors[name], int(top_k))
             except LandmarkError as exc:
                 raise gr.Error(str(exc)) from exc
             galleries.append(gallery_items(hits))

@@ -77,14 +77,26 @@ class TransferHead(nn.Module):
 
 
 class Encoder:
-    """Maps PIL images (or preprocessed batches) to L2-normalised float32 vectors."""
+    """Maps PIL images (or preprocessed batches) to L2-normalised float32 vectors.
+
+    Trunk-based encoders are `head(trunk(x))`, so several of them can share one trunk pass
+    (`embed_trunk_features`); the scratch CNN is a single `net`.
+    """
 
     def __init__(self, name: str, label: str, dim: int, fingerprint: str, transform: Callable,
-                 embed: Callable[[torch.Tensor], torch.Tensor], trunk: Trunk | None = None,
-                 classes: Sequence[str] = ()):
+                 net: Callable[[torch.Tensor], torch.Tensor] | None = None, trunk: Trunk | None = None,
+                 head: Callable[[torch.Tensor], torch.Tensor] | None = None, classes: Sequence[str] = ()):
+        if (net is None) == (trunk is None):
+            raise ValueError("an encoder is either a net or a trunk with a head")
         self.name, self.label, self.dim = name, label, dim
         self.fingerprint, self.transform = fingerprint, transform
-        self._embed, self.trunk, self.classes = embed, trunk, list(classes)
+        self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
+        self._embed = net if net is not None else (lambda x: self.head(self.trunk(x)))
+
+    def embed_trunk_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, trunk dim) features of this encoder's trunk -> (N, dim) unit vectors."""
+        with torch.inference_mode():
+            return F.normalize(self.head(feats).float(), dim=1).cpu()
 
     @property
     def trunk_name(self) -> str | None:
@@ -127,13 +139,13 @@ def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
     net.load_state_dict(ckpt["state_dict"])
     net.to(config.device()).eval()
     return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
-                   scratch_transform(), net.embed, classes=ckpt["classes"])
+                   scratch_transform(), net=net.embed, classes=ckpt["classes"])
 
 
 def build_pretrained(ckpt_path: Path | None, trunk: Trunk) -> Encoder:
     """The ImageNet trunk as it is."""
     return Encoder("pretrained", f"pretrained - {trunk.label}", trunk.dim, trunk.fingerprint,
-                   trunk.transform, trunk, trunk=trunk)
+                   trunk.transform, trunk=trunk)
 
 
 def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
@@ -149,7 +161,7 @@ def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
     head.to(config.device()).eval()
     return Encoder("transfer", f"transfer - {trunk.label} + landmark head", head.embed_dim,
                    combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
-                   lambda x: head.embed(trunk(x)), trunk=trunk, classes=ckpt["classes"])
+                   trunk=trunk, head=head.embed, classes=ckpt["classes"])
 
 
 def _tuples(d: dict) -> dict:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from . import config
@@ -72,6 +74,22 @@ class SearchEngine:
     def embed(self, name: str, image: Image.Image) -> np.ndarray:
         """One normalised RGB image -> its (D,) vector under encoder `name`."""
         return self.backend(name).encoder.encode([image])[0]
+
+    def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
+        """One image under several encoders, running each shared trunk only once."""
+        out: dict[str, np.ndarray] = {}
+        trunk_feats: dict[int, torch.Tensor] = {}
+        for name in names:
+            enc = self.backend(name).encoder
+            if enc.trunk is None:
+                out[name] = enc.encode([image])[0]
+                continue
+            key = id(enc.trunk)
+            if key not in trunk_feats:
+                with torch.inference_mode():
+                    trunk_feats[key] = enc.trunk(enc.transform(image)[None].to(config.device()))
+            out[name] = enc.embed_trunk_features(trunk_feats[key])[0].numpy()
+        return out
 
     def search_vector(self, name: str, vector: np.ndarray, k: int) -> list[Hit]:
         """Ranked hits of an already-embedded query."""

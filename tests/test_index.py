@@ -155,3 +155,18 @@ def test_stale_temp_files_are_cleaned_by_the_next_build(tmp_path, trained, datas
     os.utime(stale, (old, old))
     build_index(EncoderStore(trained).load("scratch"), dataset, "test", tmp_path / "idx", workers=0)
     assert not stale.exists() and fresh.exists()  # a fresh one may belong to a build still running
+
+
+def test_embed_many_runs_the_shared_trunk_once_and_matches_each_encoder(built, trained):
+    engine = SearchEngine(built, trained)
+    image = Image.new("RGB", (120, 90), (30, 90, 200))
+    trunk = engine.backends["pretrained"].encoder.trunk
+    calls = []
+    handle = trunk.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        vectors = engine.embed_many(["scratch", "pretrained", "transfer"], image)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    for name, vec in vectors.items():
+        np.testing.assert_allclose(vec, engine.embed(name, image), atol=1e-5)
