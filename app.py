@@ -4,20 +4,23 @@ your photo lands on the gallery's t-SNE map. Widgets and wiring only; the work h
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 import gradio as gr
-from gradio.components.plot import PlotData
 
 from search import config
 from search.demo import list_examples
 from search.encoders import REGISTRY
-from search.engine import SearchEngine
+from search.engine import Hit, SearchEngine
 from search.errors import BadImageError, LandmarkError
 from search.images import open_image
 from search.index import thumbs_dir
-from search.present import METRIC_COLUMNS, GalleryMap, gallery_items, metrics_row, metrics_summary
+from search.mapview import MapView, allowed_files, file_url
+from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, calibration_figure, found_summary,
+                            gallery_items, hit_details, hits_json, map_value, metrics_row, metrics_summary,
+                            shared_by_all, verdict)
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
 INTRO = """# 🗺️ Landmark Lens
@@ -56,14 +59,14 @@ class PhotoInput(gr.Image):
 
 
 class App:
-    """The engine plus everything precomputed for display: one gallery map per encoder."""
+    """Event handlers over the engine, plus what is precomputed for display: one map layer per encoder."""
 
-    def __init__(self, engine: SearchEngine):
+    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR):
         self.engine = engine
-        self.maps = {n: GalleryMap(b.index, f"t-SNE of the {n} gallery ({len(b.index.items)} images)")
+        self.work_dir = Path(work_dir)
+        self.maps = {n: GalleryMap(b.index, f"t-SNE of the {n} gallery ({len(b.index.items)} images)", file_url)
                      for n, b in engine.backends.items()}
-        self.small_maps = {n: GalleryMap(b.index, f"{n} map", height=340, legend=False)
-                           for n, b in engine.backends.items()}
+        self.layer_urls = {n: file_url(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
 
     def label(self, name: str) -> str:
         if name in self.engine.backends:
@@ -83,52 +86,215 @@ class App:
         return [metrics_row(n, self.engine.backends[n].index.eval_report()
                             if n in self.engine.backends else None) for n in REGISTRY]
 
-    def search(self, image, encoder: str, top_k: float):
-        """Ranked gallery and map for one photo under one encoder."""
-        if image is None:
-            raise gr.Error("Drop a photo first (or click one of the examples).")
+    def calibration_plot(self):
+        curves = {b.encoder.label: b.index.calibration for b in self.engine.backends.values() if b.index.calibration}
+        return calibration_figure(curves) if curves else None
+
+    # -- Search tab ---------------------------------------------------------------------------------------------
+
+    def _check(self, encoder: str, top_k: float) -> int:
         if encoder not in REGISTRY:
             raise gr.Error(f"Unknown encoder {encoder!r}; choose one of {', '.join(REGISTRY)}.")
+        if encoder not in self.engine.backends:
+            raise gr.Error(f"The {encoder} encoder is unavailable: {self.engine.unavailable.get(encoder)}")
         try:
-            k = int(top_k)
-            hits = self.engine.search(encoder, open_image(image), k)
-        except (LandmarkError, TypeError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
+            return int(top_k)
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(f"top-k must be a whole number (got {top_k!r}).") from exc
+
+    def _results(self, encoder: str, hits: list[Hit], k: int, query_path: str = ""):
+        """The outputs every search shares: ranked gallery, map, verdict, hits and the query (state)."""
         if len(hits) < k:
             gr.Warning(f"Showing {len(hits)} results: k is at most {config.TOP_K_MAX} and the gallery has "
                        f"{len(self.engine.backends[encoder].index.items)} images.")
-        return gallery_items(hits), PlotData(type="plotly", plot=self.maps[encoder].json(hits))
+        row = self.engine.gallery_photo(encoder, query_path)["row"] if query_path else None
+        value = map_value(self.layer_urls[encoder], self.maps[encoder].query_traces(hits, query_row=row))
+        return gallery_items(hits), value, verdict(hits), hits, query_path
 
-    def search_if_image(self, image, encoder: str, top_k: float):
-        """Re-run the search on encoder or k changes, once there is a photo."""
+    def search(self, image, encoder: str, top_k: float):
+        """Find the gallery photos most similar to a photo, under one of the three encoders.
+
+        Args:
+            image: the query photo (any common format; a URL or file for API and MCP callers).
+            encoder: "scratch", "pretrained" or "transfer".
+            top_k: how many results, 1 to 50.
+        Returns:
+            The ranked gallery (thumbnail and caption "#rank · landmark · P% same landmark" per hit), the map
+            value (URL of the gallery's t-SNE layer plus the query layer: the query star and ringed hits) and a
+            one-line verdict that says whether the best hit is a confident match.
+        """
         if image is None:
-            return gr.skip(), gr.skip()
+            raise gr.Error("Drop a photo first (or click one of the examples).")
+        k = self._check(encoder, top_k)
+        try:
+            hits = self.engine.search(encoder, open_image(image), k)
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+        return self._results(encoder, hits, k)
+
+    def similar_to(self, encoder: str, path: str, top_k: float):
+        """Find the gallery photos most similar to a photo that is already in the gallery (no re-encoding).
+
+        Args:
+            encoder: "scratch", "pretrained" or "transfer".
+            path: the gallery photo's path as the index metadata gives it (the "path" of a search_json hit).
+            top_k: how many results, 1 to 50.
+        Returns:
+            The same as search: ranked gallery with captions, map value with the photo marked, verdict.
+        """
+        k = self._check(encoder, top_k)
+        try:
+            hits = self.engine.similar_to(encoder, str(path or ""), k)
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+        return self._results(encoder, hits, k, query_path=str(path))
+
+    def search_from_map(self, encoder: str, top_k: float, evt: gr.SelectData):
+        """A click on a map point: search from that gallery photo."""
+        return self.similar_to(encoder, evt.value, top_k)
+
+    def refresh(self, image, query_path: str, encoder: str, top_k: float):
+        """Re-run the current query when the encoder or k changes: a gallery photo by its stored vector."""
+        if query_path:
+            return self.similar_to(encoder, query_path, top_k)
+        if image is None:
+            return (gr.skip(),) * 5
         if encoder not in self.engine.backends:
             gr.Warning(f"The {encoder} encoder is unavailable: {self.engine.unavailable.get(encoder)}")
-            return [], None
+            return [], map_value(None, message="unavailable"), "", [], ""
         return self.search(image, encoder, top_k)
 
-    def compare(self, image, top_k: float):
-        """The same photo under every encoder: three galleries and three maps."""
+    def search_json(self, image, encoder: str, top_k: float) -> str:
+        """Search like `search`, but return JSON text for programs and exports.
+
+        Args:
+            image: the query photo (a URL or file).
+            encoder: "scratch", "pretrained" or "transfer".
+            top_k: how many results, 1 to 50.
+        Returns:
+            {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}: p_same is the
+            calibrated probability (0 to 1) that the hit shows the same landmark; "confident" says whether the best
+            hit's p_same is at least 0.5. (Text, not an object: gradio_client would take every {"path": ...} in
+            an object for a file to download.)
+        """
+        _, _, _, hits, _ = self.search(image, encoder, top_k)
+        return json.dumps({"encoder": encoder, "label": self.label(encoder), **hits_json(hits)}, indent=1)
+
+    def query_photo(self, encoder: str, query_path: str):
+        """Show a gallery photo used as the query in the photo box."""
+        return str(self.engine.gallery_photo(encoder, query_path)["thumbnail"]) if query_path else gr.skip()
+
+    def select_hit(self, encoder: str, hits: list[Hit], evt: gr.SelectData):
+        """A click on a result: the detail panel (larger photo, landmark, file, distance, confidence)."""
+        if not hits or not isinstance(evt.index, int) or not 0 <= evt.index < len(hits):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        hit = hits[evt.index]
+        return (gr.update(visible=True), str(hit.thumbnail), hit_details(hit, self.label(encoder)), hit.path)
+
+    def explain(self, image, encoder: str, path: str):
+        """Show why a gallery photo came back for a query: heatmaps of the regions that drive their similarity.
+
+        Args:
+            image: the query photo.
+            encoder: "scratch", "pretrained" or "transfer".
+            path: the gallery photo's path as the index metadata gives it.
+        Returns:
+            Two images at the query's and the gallery photo's own sizes, each with a heatmap (Grad-CAM of the
+            similarity of the two embeddings on the last convolutional feature map) over the region the encoder saw.
+        """
+        if image is None:
+            raise gr.Error("Drop a photo first (or click one of the examples).")
+        self._check(encoder, 1)
+        try:
+            q, h, _ = self.engine.explain(encoder, open_image(image), str(path or ""))
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+        return q, h
+
+    # -- Compare tab --------------------------------------------------------------------------------------------
+
+    def _compare(self, vectors: dict, k: int, known_class: str | None, query_path: str = ""):
+        hits: dict[str, list[Hit]] = {}
+        for name, vec in vectors.items():
+            try:
+                hits[name] = self.engine.search_vector(name, vec, k)
+            except LandmarkError as exc:
+                raise gr.Error(str(exc)) from exc
+        shared = shared_by_all({n: [h.path for h in hs] for n, hs in hits.items()})
+        state = {"hits": hits, "query_path": query_path, "k": k}
+        galleries, maps, notes = [], [], []
+        for name in REGISTRY:
+            if name not in hits:
+                galleries.append([])
+                maps.append(map_value(None, message=f"{name} is unavailable"))
+                notes.append("")
+                continue
+            galleries.append(gallery_items(hits[name], shared))
+            maps.append(self._small_map(name, state))
+            notes.append(found_summary(hits[name], known_class) or verdict(hits[name]))
+        agreement = agreement_summary({n: [h.path for h in hs] for n, hs in hits.items()}, k)
+        return (*galleries, *maps, *notes, agreement, state)
+
+    def _small_map(self, name: str, state: dict, highlight: str | None = None) -> dict:
+        row = (lambda p: self.engine.gallery_photo(name, p)["row"] if p else None)
+        traces = self.maps[name].query_traces(state["hits"][name], query_row=row(state["query_path"]),
+                                              highlight_row=row(highlight))
+        return map_value(self.layer_urls[name], traces, height=340, showlegend=False, title_text=f"{name} map")
+
+    def compare(self, image, top_k: float, known_class: str = ""):
+        """Search the same photo under every encoder and show where they agree.
+
+        Args:
+            image: the query photo.
+            top_k: how many results per encoder, 1 to 24.
+            known_class: the photo's landmark when known (for the examples), else empty.
+        Returns:
+            For scratch, pretrained and transfer: a ranked gallery each (photos every encoder returned are marked
+            "✓ all 3"), a map value each, a note each (whether its top-k found the known landmark, or its verdict),
+            and one line with the pairwise top-k overlaps.
+        """
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")
         try:
             vectors = self.engine.embed_many(list(self.engine.backends), open_image(image))
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
-        galleries, plots = [], []
+        return self._compare(vectors, int(top_k), known_class or None)
+
+    def compare_gallery_photo(self, path: str, top_k: float):
+        """Compare the encoders on a gallery photo, by its stored vectors; its landmark is known."""
+        if not path:
+            raise gr.Error("Click a photo in one of the columns first.")
+        try:
+            photos = {n: self.engine.gallery_photo(n, path) for n in self.engine.backends}
+            vectors = {n: self.engine.backends[n].index.embeddings[p["row"]] for n, p in photos.items()}
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+        known = next(iter(photos.values()))["class_name"] if photos else None
+        return (*self._compare(vectors, int(top_k), known, query_path=path),
+                str(next(iter(photos.values()))["thumbnail"]) if photos else gr.skip())
+
+    def brusher(self, column: str):
+        """The select handler of one compare column (Gradio reads `evt`'s type from the handler's signature)."""
+        def brush(state: dict | None, evt: gr.SelectData):
+            return self.brush(column, state, evt)
+        return brush
+
+    def brush(self, column: str, state: dict | None, evt: gr.SelectData):
+        """A photo selected in one column: highlight that same photo on all three maps, say where each ranks it."""
+        if not state or column not in state["hits"] or not 0 <= evt.index < len(state["hits"][column]):
+            return (*(gr.skip(),) * len(REGISTRY), gr.skip(), gr.skip())
+        path = state["hits"][column][evt.index].path
+        maps, where = [], []
         for name in REGISTRY:
-            if name not in vectors:
-                galleries.append([])
-                plots.append(None)
+            if name not in state["hits"]:
+                maps.append(gr.skip())
                 continue
-            try:
-                hits = self.engine.search_vector(name, vectors[name], int(top_k))
-            except LandmarkError as exc:
-                raise gr.Error(str(exc)) from exc
-            galleries.append(gallery_items(hits))
-            plots.append(PlotData(type="plotly", plot=self.small_maps[name].json(hits)))
-        return (*galleries, *plots)
+            maps.append(self._small_map(name, state, highlight=path))
+            rank = next((h.rank for h in state["hits"][name] if h.path == path), None)
+            where.append(f"{name}: #{rank}" if rank else f"{name}: not in its top-{state['k']}")
+        name = path.rsplit("/", 1)[-1]
+        return (*maps, f"Selected **{name}** (magenta on every map) — " + " · ".join(where), path)
 
 
 def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> str:
@@ -144,14 +310,20 @@ def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DI
     return "⚠️ " + " · ".join(f"**{n}** unavailable: {why}" for n, why in engine.unavailable.items())
 
 
-def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> gr.Blocks:
+def _known_class(path: Path) -> str:
+    """An example photo's landmark, from the name write_examples gives it ('Eiffel_Tower.jpg')."""
+    return path.stem.replace("_", " ")
+
+
+def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
+               work_dir: Path = config.APP_WORK_DIR) -> gr.Blocks:
     """The Blocks UI over a loaded engine."""
-    app = App(engine)
+    app = App(engine, work_dir)
     names = list(REGISTRY)
     default = next(iter(engine.backends), names[0])
     choices = [(app.label(n), n) for n in names]
-    examples = [str(p) for p in list_examples(engine.index_root)]
-    gallery_kw = dict(columns=3, height=520, object_fit="cover", allow_preview=True, show_label=True)
+    examples = list_examples(engine.index_root)
+    gallery_kw = dict(columns=3, height=460, object_fit="cover", allow_preview=False, show_label=True)
 
     with gr.Blocks(title="Landmark Lens") as demo:
         gr.Markdown(INTRO)
@@ -159,61 +331,110 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -
         if banner:
             gr.Markdown(banner, elem_id="missing-banner")
         with gr.Tab("Search"):
+            hits_state = gr.State([])
+            query_path = gr.State("")
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
                                        height=300, elem_id="query-image")
                     encoder = gr.Radio(choices, value=default, label="Encoder", elem_id="encoder")
                     info = gr.Markdown(app.info(default), elem_id="encoder-info")
-                    top_k = gr.Slider(1, config.TOP_K_MAX, value=config.TOP_K_DEFAULT, step=1, label="Top-k results")
+                    top_k = gr.Slider(1, config.TOP_K_MAX, value=config.TOP_K_DEFAULT, step=1, label="Top-k results",
+                                      elem_id="top-k")
                     button = gr.Button("Search", variant="primary", elem_id="search-button")
                     if examples:
-                        ex = gr.Examples(examples=[[p] for p in examples], inputs=[image],
+                        ex = gr.Examples(examples=[[str(p)] for p in examples], inputs=[image],
                                          label="Test-split photos (not in the gallery) — click one", examples_per_page=8)
+                    with gr.Accordion("Results as JSON (for programs and exports)", open=False):
+                        export = gr.Button("Get JSON", size="sm", elem_id="export-button")
+                        as_json = gr.Code(label="hits with calibrated P(same landmark)", language="json",
+                                          interactive=False, elem_id="results-json")
                 with gr.Column(scale=2):
-                    gallery = gr.Gallery(label="Most similar gallery photos, best first", elem_id="results",
-                                         **gallery_kw)
-                    plot = gr.Plot(label="Where your photo lands on the gallery map (★)", elem_id="map")
-            outputs = [gallery, plot]
-            button.click(app.search, [image, encoder, top_k], outputs, api_name="search")
-            image.upload(app.search_if_image, [image, encoder, top_k], outputs, api_visibility="private")
-            encoder.change(app.search_if_image, [image, encoder, top_k], outputs, api_visibility="private")
+                    found = gr.Markdown(elem_id="verdict")
+                    gallery = gr.Gallery(label="Most similar gallery photos, best first — click one to explore it",
+                                         elem_id="results", **gallery_kw)
+                    with gr.Group(visible=False, elem_id="detail") as detail:
+                        with gr.Row():
+                            d_image = gr.Image(label="Selected result", height=260, interactive=False,
+                                               elem_id="detail-image")
+                            with gr.Column():
+                                d_text = gr.Markdown(elem_id="detail-text")
+                                d_path = gr.Textbox(label="Gallery path", interactive=False, elem_id="detail-path")
+                                again = gr.Button("Search with this photo", variant="primary", elem_id="search-this")
+                        gr.Markdown("**Why similar?** Warm colours mark the regions that raise this encoder's "
+                                    "similarity between the two photos (Grad-CAM); dimmed edges were cropped away.")
+                        with gr.Row():
+                            heat_q = gr.Image(label="Your photo", height=240, interactive=False, elem_id="heat-query")
+                            heat_h = gr.Image(label="This result", height=240, interactive=False, elem_id="heat-hit")
+                    gr.Markdown("**Map** — hover a point to see its photo, click it to search from it.")
+                    the_map = MapView(map_value(app.layer_urls.get(default)), elem_id="map")
+            outputs = [gallery, the_map, found, hits_state, query_path]
+            hide_detail = dict(fn=lambda: gr.update(visible=False), outputs=detail, api_visibility="private")
+            button.click(app.search, [image, encoder, top_k], outputs, api_name="search").success(**hide_detail)
+            image.upload(app.search, [image, encoder, top_k], outputs, api_visibility="private").success(**hide_detail)
+            for ev in (encoder.change, top_k.release):
+                ev(app.refresh, [image, query_path, encoder, top_k], outputs, api_visibility="private")
             encoder.change(app.info, encoder, info, api_visibility="private")
-            top_k.release(app.search_if_image, [image, encoder, top_k], outputs, api_visibility="private")
             if examples:
-                ex.load_input_event.then(app.search_if_image, [image, encoder, top_k], outputs,
-                                         api_visibility="private")
+                ex.load_input_event.then(app.search, [image, encoder, top_k], outputs, api_visibility="private")
+            export.click(app.search_json, [image, encoder, top_k], as_json, api_name="search_json")
+            gallery.select(app.select_hit, [encoder, hits_state], [detail, d_image, d_text, d_path],
+                           api_visibility="private").success(
+                app.explain, [image, encoder, d_path], [heat_q, heat_h], api_name="explain")
+            again.click(app.similar_to, [encoder, d_path, top_k], outputs, api_name="similar_to").success(
+                app.query_photo, [encoder, query_path], image, api_visibility="private").success(**hide_detail)
+            the_map.select(app.search_from_map, [encoder, top_k], outputs, api_visibility="private").success(
+                app.query_photo, [encoder, query_path], image, api_visibility="private").success(**hide_detail)
 
         with gr.Tab("Compare encoders"):
             gr.Markdown("One photo, three encoders side by side: does each one match colour and mood, general "
-                        "content, or the landmark itself?")
+                        "content, or the landmark itself? Click a photo in any column to find it on all three maps.")
+            c_state = gr.State(None)
+            known = gr.Textbox(visible=False)
             with gr.Row():
                 c_image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
                                      height=240, elem_id="compare-image")
                 with gr.Column():
-                    c_k = gr.Slider(1, 24, value=6, step=1, label="Top-k per encoder")
+                    c_k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder")
                     c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
                     gr.Dataframe(value=app.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
                                  label="Retrieval quality on the test split (from evaluate.py)")
             if examples:
-                c_ex = gr.Examples(examples=[[p] for p in examples], inputs=[c_image], label="Examples",
+                c_ex = gr.Examples(examples=[[str(p), _known_class(p)] for p in examples], inputs=[c_image, known],
+                                   label="Examples (their landmark is known, so each column says if it found it)",
                                    examples_per_page=8)
-            c_galleries, c_plots = [], []
+            agreement = gr.Markdown(elem_id="agreement")
+            with gr.Row():
+                c_selected = gr.Markdown(elem_id="compare-selected")
+                c_path = gr.Textbox(visible=False)
+                c_again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this")
+            c_galleries, c_maps, c_notes = [], [], []
             with gr.Row(equal_height=False):
                 for n in names:
                     with gr.Column():
                         gr.Markdown(app.info(n))
+                        c_notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
                         c_galleries.append(gr.Gallery(label=app.label(n), columns=3, height=300, object_fit="cover",
-                                                      elem_id=f"compare-{n}"))
-                        c_plots.append(gr.Plot(label=f"{n} map"))
-            c_out = [*c_galleries, *c_plots]
-            c_button.click(app.compare, [c_image, c_k], c_out, api_name="compare")
-            c_image.upload(app.compare, [c_image, c_k], c_out, api_visibility="private")
+                                                      allow_preview=False, elem_id=f"compare-{n}"))
+                        c_maps.append(MapView(map_value(app.layer_urls.get(n), height=340, showlegend=False,
+                                                        title_text=f"{n} map"), height=340, elem_id=f"compare-map-{n}"))
+            c_out = [*c_galleries, *c_maps, *c_notes, agreement, c_state]
+            c_button.click(app.compare, [c_image, c_k, known], c_out, api_name="compare")
+            c_image.upload(lambda: "", None, known, api_visibility="private").then(
+                app.compare, [c_image, c_k, known], c_out, api_visibility="private")
             if examples:
-                c_ex.load_input_event.then(app.compare, [c_image, c_k], c_out, api_visibility="private")
+                c_ex.load_input_event.then(app.compare, [c_image, c_k, known], c_out, api_visibility="private")
+            for n, g in zip(names, c_galleries):
+                g.select(app.brusher(n), [c_state], [*c_maps, c_selected, c_path], api_visibility="private")
+            c_again.click(app.compare_gallery_photo, [c_path, c_k], [*c_out, c_image], api_visibility="private")
 
         with gr.Tab("How it works"):
             gr.Markdown(HOW_IT_WORKS)
+            curve = app.calibration_plot()
+            if curve is not None:
+                gr.Plot(curve, label="Calibration curves", elem_id="calibration")
+            else:
+                gr.Markdown("_No encoder is calibrated yet: `scripts/evaluate.py` fits the curves._")
     return demo
 
 
@@ -228,9 +449,22 @@ HOW_IT_WORKS = """
 
 **Search** is exact nearest-neighbour search by Euclidean distance on L2-normalised vectors (smaller *d* = more similar).
 **The map** is a t-SNE projection of each encoder's gallery vectors, computed once when the index is built; your photo
-is placed at the distance-weighted mean of its nearest neighbours, and the top-k hits are ringed.
+is placed at the distance-weighted mean of its nearest neighbours, and the top-k hits are ringed. Hover a point to see
+its photo; click it (or a result, then *Search with this photo*) to search from that photo by its stored vector.
+
+**Match confidence** ("94% same landmark"): a raw distance means different things to different encoders, so each one
+gets its own curve from distance to P(same landmark), fitted by isotonic regression on every (test photo, gallery
+photo) pair when the index is evaluated. Below 50% for the best hit, the page says there is no confident match.
+
+**Why similar?** For a selected result, the similarity of the two embeddings is differentiated with respect to each
+photo's last convolutional feature map; channels weighted by their mean gradient (Grad-CAM) show which regions raise
+the similarity. The result's side is computed from its thumbnail.
+
 **Metrics**: test-split photos are used as queries against the train-split gallery; P@k is the share of the top k
 that show the same landmark, mAP@10 rewards putting the right landmark first.
+
+**For programs and AI assistants**: the API (`search`, `search_json`, `similar_to`, `explain`, `compare`; see "Use via
+API" below) is also an MCP server at `/gradio_api/mcp/`.
 """
 
 
@@ -248,13 +482,15 @@ def get_args() -> argparse.Namespace:
 
 
 def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
-           data_dir: Path = config.DEFAULT_DATA_DIR, **kw) -> gr.Blocks:
-    """Build, queue and start the app; returns the running Blocks."""
-    demo = build_demo(engine, data_dir)
+           data_dir: Path = config.DEFAULT_DATA_DIR, work_dir: Path = config.APP_WORK_DIR,
+           mcp_server: bool = config.MCP_SERVER, **kw) -> gr.Blocks:
+    """Build, queue and start the app (with its MCP server unless turned off); returns the running Blocks."""
+    demo = build_demo(engine, data_dir, work_dir)
     demo.queue(default_concurrency_limit=2, max_size=64)
-    allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve())]
+    allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
+               str((Path(work_dir) / "maps").resolve()), *allowed_files()]
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{config.MAX_UPLOAD_BYTES // 2**20}mb",
-                allowed_paths=allowed, show_error=True, **kw)
+                allowed_paths=allowed, show_error=True, mcp_server=mcp_server, **kw)
     return demo
 
 

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.engine import open_backend  # noqa: E402
-from search.evaluate import evaluate, save_report  # noqa: E402
+from search.evaluate import evaluate, save_evaluation  # noqa: E402
 
 
 def main() -> None:
@@ -22,9 +22,9 @@ def main() -> None:
     add_model_args(p, trunk=False)
     a = p.parse_args()
     backend = open_backend(EncoderStore(a.checkpoint_dir, a.weights), a.index_dir, a.encoder)
-    report = evaluate(backend.encoder, backend.index, a.data_dir, workers=a.workers)
-    save_report(report, backend.index)
-    print(json.dumps(report))
+    result = evaluate(backend.encoder, backend.index, a.data_dir, workers=a.workers)
+    save_evaluation(result, backend.index)
+    print(json.dumps(result.report))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,8 @@ TOP_K_DEFAULT = 9
 TOP_K_MAX = 50
 MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
 EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
+CONFIDENT_P_SAME = 0.5          # below this, even the best hit is "no confident match"
+CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confidence curve is fitted on
 
 # Inference on CPU (measured by scripts/benchmark.py: channels_last is faster for both trunks and ranks
 # identically; torch.compile is opt-in because it costs ~20 s per trunk at start).
@@ -103,6 +106,12 @@ class TsneConfig:
     seed: int = SEED
     extra: dict = field(default_factory=dict)
 
+
+# The app: MCP tools for AI assistants (on by default), where per-process files (map layers) go.
+MCP_SERVER = os.environ.get("LANDMARK_MCP", "1") != "0"
+APP_WORK_DIR = Path(os.environ.get("LANDMARK_WORK_DIR", Path(tempfile.gettempdir()) / "landmark-lens"))
+HEATMAP_ALPHA = 0.5             # opacity of a similarity heatmap over its photo
+COMPARE_TOP_K_MAX = 24
 
 EXAMPLES_DIRNAME = "examples"  # a few test-split photos the app offers as one-click examples
 EXAMPLES_COUNT = 8

@@ -15,7 +15,7 @@ from . import config
 from .data import display_name, find_classes, list_items
 from .encoders import REGISTRY, EncoderStore
 from .errors import LandmarkError
-from .evaluate import evaluate, save_report
+from .evaluate import evaluate, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
 from .index import build_index, index_path, is_current, load_index
@@ -129,10 +129,11 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
                 res.notes.append("index built")
             res.gallery = index.manifest["count"]
             report = index.eval_report()
-            if report is None:
-                log(f"{name}: evaluating")
-                report = evaluate(encoder, index, data_dir)
-                save_report(report, index)
+            if report is None or index.calibration is None:
+                log(f"{name}: evaluating and calibrating match confidence")
+                result = evaluate(encoder, index, data_dir)
+                save_evaluation(result, index)
+                report = result.report
             res.p1, res.map10 = report["precision@1"], report["mAP@10"]
         except LandmarkError as exc:
             res.notes.append(f"failed: {exc}")

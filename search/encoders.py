@@ -55,6 +55,13 @@ class ScratchNet(nn.Module):
         """Activation of the hidden layer before the logits."""
         return self.hidden(self.features(x))
 
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's activated map, before its max-pool."""
+        return self.features[:-2](x)
+
+    def embed_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.features[-2:](maps))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.embed(x))
 
@@ -84,14 +91,27 @@ class Encoder:
     """
 
     def __init__(self, name: str, label: str, dim: int, fingerprint: str, transform: Callable,
-                 net: Callable[[torch.Tensor], torch.Tensor] | None = None, trunk: Trunk | None = None,
+                 net: ScratchNet | None = None, trunk: Trunk | None = None,
                  head: Callable[[torch.Tensor], torch.Tensor] | None = None, classes: Sequence[str] = ()):
         if (net is None) == (trunk is None):
             raise ValueError("an encoder is either a net or a trunk with a head")
         self.name, self.label, self.dim = name, label, dim
         self.fingerprint, self.transform = fingerprint, transform
         self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
-        self._embed = net if net is not None else (lambda x: self.head(self.trunk(x)))
+        self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
+        if net is not None:
+            self._conv_maps, self._from_maps = net.conv_maps, net.embed_from_maps
+        else:
+            self._conv_maps, self._from_maps = trunk.conv_maps, lambda m: self.head(trunk.pool_maps(m))
+
+    def conv_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """Preprocessed batch -> the last convolutional feature map (differentiable; for explanations)."""
+        x = batch.to(config.device())
+        return self._conv_maps(x.contiguous(memory_format=torch.channels_last) if config.CHANNELS_LAST else x)
+
+    def embed_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Last conv feature map -> (N, dim) embeddings before normalisation (differentiable)."""
+        return self._from_maps(maps)
 
     def embed_trunk_features(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, trunk dim) features of this encoder's trunk -> (N, dim) unit vectors."""
@@ -139,7 +159,7 @@ def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
     net.load_state_dict(ckpt["state_dict"])
     net.to(config.device()).eval()
     return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
-                   scratch_transform(), net=net.embed, classes=ckpt["classes"])
+                   scratch_transform(), net=net, classes=ckpt["classes"])
 
 
 def build_pretrained(ckpt_path: Path | None, trunk: Trunk) -> Encoder:

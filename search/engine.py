@@ -13,6 +13,8 @@ from PIL import Image
 from . import config
 from .encoders import REGISTRY, Encoder, EncoderStore, spec
 from .errors import LandmarkError
+from .explain import Explanation, overlay, similarity_maps
+from .images import open_image
 from .index import GalleryIndex, index_path, load_index, read_manifest
 from .rank import Searcher
 
@@ -27,6 +29,7 @@ class Hit:
     class_name: str
     distance: float
     thumbnail: Path
+    p_same: float | None = None   # calibrated P(same landmark); None when the index is not calibrated
 
 
 @dataclass
@@ -98,9 +101,34 @@ class SearchEngine:
             raise LandmarkError(f"top-k must be at least 1 (got {k}).")
         k = min(int(k), config.TOP_K_MAX, len(b.index.items))
         idx, dist = b.searcher.search(vector[None, :], k)
+        cal = b.index.calibration
+        p = cal(dist[0]) if cal is not None else [None] * len(dist[0])
         return [Hit(r + 1, int(i), b.index.items[i]["path"], b.index.items[i]["class_name"], float(d),
-                    b.index.thumbnail_path(int(i))) for r, (i, d) in enumerate(zip(idx[0], dist[0]))]
+                    b.index.thumbnail_path(int(i)), None if pr is None else float(pr))
+                for r, (i, d, pr) in enumerate(zip(idx[0], dist[0], p))]
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
         """Ranked hits for a normalised RGB image."""
         return self.search_vector(name, self.embed(name, image), k)
+
+    def similar_to(self, name: str, path: str, k: int) -> list[Hit]:
+        """Ranked hits for a gallery photo, from the vector stored in the index (no re-encoding)."""
+        index = self.backend(name).index
+        return self.search_vector(name, index.embeddings[index.row_of(path)], k)
+
+    def gallery_photo(self, name: str, path: str) -> dict:
+        """Metadata of a gallery photo (path, class, thumbnail, map position) under encoder `name`."""
+        index = self.backend(name).index
+        row = index.row_of(path)
+        return {**index.items[row], "row": row, "thumbnail": index.thumbnail_path(row),
+                "xy": index.coords[row].tolist()}
+
+    def explain(self, name: str, query: Image.Image, path: str) -> tuple[Image.Image, Image.Image, Explanation]:
+        """Heatmaps of what drives the similarity of `query` and the gallery photo at `path`, over both photos.
+
+        The gallery side works from its thumbnail: a deployed app has the index, not the dataset.
+        """
+        enc = self.backend(name).encoder
+        hit = open_image(self.gallery_photo(name, path)["thumbnail"])
+        exp = similarity_maps(enc, query, hit)
+        return overlay(query, exp.query_map, enc.transform), overlay(hit, exp.hit_map, enc.transform), exp

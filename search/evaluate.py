@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,25 @@ import numpy as np
 from .data import find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
-from .index import EVAL, GalleryIndex, encode_paths
+from .calibration import Calibration, fit_calibration, pair_distances
+from .index import EVAL, GalleryIndex, attach_calibration, encode_paths
 from .metrics import retrieval_report
 from .rank import top_k
 from .storage import write_json
 
 
+@dataclass
+class Evaluation:
+    """An encoder's retrieval report and the match-confidence curve fitted on the same query x gallery pairs."""
+
+    report: dict
+    calibration: Calibration | None
+
+
 def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10,
-             workers: int | None = None) -> dict:
-    """Precision@1/5/10 and mAP@10 of `encoder` on the test split, against the index's train items."""
+             workers: int | None = None) -> Evaluation:
+    """Precision@1/5/10 and mAP@10 of `encoder` on the test split against the index's train items, and
+    the distance -> P(same landmark) curve fitted on every (test photo, train photo) pair."""
     folders = index.manifest["class_folders"]
     classes = find_classes(data_root)
     if classes != folders:
@@ -40,11 +51,21 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
               "ms_per_query": round(1000 * (time.perf_counter() - started) / max(len(kept), 1), 1),
               "encode_seconds": round(encode_s, 2),
               "encoder_fingerprint": encoder.fingerprint}
-    return report
+    calibration = None
+    gallery = index.embeddings[gallery_rows]
+    dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
+    if same.any() and not same.all():
+        calibration = fit_calibration(dist, same, encoder.fingerprint)
+        probe = (0.4, 0.8, 1.2)  # the same distances for every encoder, to show they mean different things
+        report["calibration"] = {"pairs": calibration.pairs, "positives": calibration.positives,
+                                 "p_same_at": {f"{d:.3f}": round(float(calibration(d)), 3) for d in probe}}
+    return Evaluation(report, calibration)
 
 
-def save_report(report: dict, index: GalleryIndex) -> Path:
-    """Write the report next to the index, atomically, for the app to show."""
+def save_evaluation(result: Evaluation, index: GalleryIndex) -> Path:
+    """Write the report next to the index for the app to show, and attach the calibration (both atomically)."""
     path = index.path / EVAL
-    write_json(report, path)
+    write_json(result.report, path)
+    if result.calibration is not None:
+        attach_calibration(index, result.calibration)
     return path

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import config
+from .calibration import Calibration
 from .data import display_name, find_classes, fingerprint_files, list_items, warn_bad
 from .encoders import Encoder
 from .errors import BadImageError, IndexError_
@@ -99,6 +100,17 @@ class GalleryIndex:
     embeddings: np.ndarray   # (N, D) float32, unit rows
     items: list[dict]        # path, class_id, class_name, split, thumb
     coords: np.ndarray       # (N, 2) float32
+    calibration: Calibration | None = None   # distance -> P(same landmark), fitted by evaluate.py
+
+    def __post_init__(self) -> None:
+        self._rows = {it["path"]: i for i, it in enumerate(self.items)}
+
+    def row_of(self, path: str) -> int:
+        """The row of the gallery photo at `path` (as in the metadata), or a clear error."""
+        if path not in self._rows:
+            raise IndexError_(f"{path!r} is not a photo of the {self.encoder} gallery; use a path as the "
+                              f"index metadata gives it (e.g. {self.items[0]['path']!r}).")
+        return self._rows[path]
 
     @property
     def encoder(self) -> str:
@@ -180,10 +192,49 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
         if manifest["encoder_fingerprint"] != encoder.fingerprint:
             raise IndexError_(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
                               f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
-    index = GalleryIndex(index_dir, manifest, emb, items, coords)
+    index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild))
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
         raise IndexError_(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
+    return index
+
+
+def _load_calibration(index_dir: Path, manifest: dict, rebuild: str) -> Calibration | None:
+    """The index's confidence curve when evaluate.py has fitted one, verified against its manifest checksum."""
+    entry = manifest.get("calibration")
+    if not entry:
+        return None
+    f = index_dir / entry["file"]
+    recal = f"re-run scripts/evaluate.py --encoder {manifest.get('encoder')}"
+    if not f.is_file() or sha256_file(f) != entry["sha256"]:
+        raise IndexError_(f"{f} is missing or corrupt (checksum mismatch): {recal}.")
+    try:
+        cal = Calibration.from_dict(json.loads(f.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexError_(f"{f} cannot be read ({exc}): {recal}.") from exc
+    if cal.encoder_fingerprint != manifest["encoder_fingerprint"]:
+        raise IndexError_(f"{f} was fitted for other weights: {recal}.")
+    return cal
+
+
+def attach_calibration(index: GalleryIndex, cal: Calibration) -> GalleryIndex:
+    """Save `cal` next to the index and record its checksum in the manifest; crash-safe at every step.
+
+    The curve goes to a content-addressed file first, then the manifest is replaced atomically to name it,
+    so a reader sees either the old pair or the new one.
+    """
+    body = json.dumps(cal.to_dict(), indent=1).encode()
+    name = f"calibration-{hashlib.sha256(body).hexdigest()[:12]}.json"
+    with atomic_path(index.path / name) as tmp:
+        tmp.write_bytes(body)
+    manifest = {k: v for k, v in index.manifest.items() if k != "checksum"}
+    old = (manifest.get("calibration") or {}).get("file")
+    manifest["calibration"] = {"file": name, "sha256": sha256_file(index.path / name)}
+    manifest["checksum"] = manifest_checksum(manifest)
+    write_json(manifest, index.path / MANIFEST)
+    if old and old != name:
+        (index.path / old).unlink(missing_ok=True)
+    index.manifest, index.calibration = manifest, cal
     return index
 
 

@@ -1,77 +1,193 @@
-"""What a person sees: captions for ranked hits, the t-SNE map with the query on it, metric summaries."""
+"""What a person sees: captions with match confidence, agreement between encoders, the t-SNE map layers,
+the calibration curves and metric summaries."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from itertools import combinations
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly import colors as pcolors
 
+from . import config
+from .calibration import Calibration
 from .engine import Hit
 from .index import GalleryIndex
 from .projection import place_query
+from .storage import atomic_path
 
 PALETTE = pcolors.qualitative.Dark24 + pcolors.qualitative.Light24 + pcolors.qualitative.Alphabet
 
 
-def caption(hit: Hit) -> str:
-    """'#1 · Eiffel Tower · d=0.412'."""
-    return f"#{hit.rank} · {hit.class_name} · d={hit.distance:.3f}"
+def confidence(hit: Hit) -> str:
+    """'94% same landmark' when the index is calibrated, else the raw distance."""
+    return f"{hit.p_same:.0%} same landmark" if hit.p_same is not None else f"d={hit.distance:.3f}"
 
 
-def gallery_items(hits: Sequence[Hit]) -> list[tuple[str, str]]:
+def caption(hit: Hit, in_all: bool = False) -> str:
+    """'#1 · Eiffel Tower · 94% same landmark' (+ a mark when every encoder returned this photo)."""
+    return f"#{hit.rank} · {hit.class_name} · {confidence(hit)}" + (" · ✓ all 3" if in_all else "")
+
+
+def gallery_items(hits: Sequence[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
     """(thumbnail path, caption) pairs, best first, for a gr.Gallery."""
-    return [(str(h.thumbnail), caption(h)) for h in hits]
+    return [(str(h.thumbnail), caption(h, h.path in in_all)) for h in hits]
+
+
+def is_confident(hits: Sequence[Hit]) -> bool:
+    """Whether the best hit is more likely than not the same landmark (uncalibrated: unknown, so False)."""
+    return bool(hits) and hits[0].p_same is not None and hits[0].p_same >= config.CONFIDENT_P_SAME
+
+
+def verdict(hits: Sequence[Hit]) -> str:
+    """One plain sentence above the results: the best match and how sure it is, or that there is none."""
+    if not hits:
+        return ""
+    best = hits[0]
+    if best.p_same is None:
+        return (f"Best match: **{best.class_name}** (d={best.distance:.3f}). Match confidence is not calibrated "
+                "for this index yet: run `scripts/evaluate.py`.")
+    if best.p_same < config.CONFIDENT_P_SAME:
+        return (f"⚠️ **No confident match in this gallery: these are the closest photos.** The best one is "
+                f"{best.p_same:.0%} likely to show the same landmark.")
+    return f"✅ Best match: **{best.class_name}**, {best.p_same:.0%} likely the same landmark (d={best.distance:.3f})."
+
+
+def hits_json(hits: Sequence[Hit]) -> dict:
+    """Hits as plain JSON for programs: rank, path, class_name, distance, p_same, and whether any is confident."""
+    return {"hits": [{"rank": h.rank, "path": h.path, "class_name": h.class_name, "distance": round(h.distance, 6),
+                      "p_same": None if h.p_same is None else round(h.p_same, 4)} for h in hits],
+            "confident": is_confident(hits)}
+
+
+def hit_details(hit: Hit, encoder_label: str) -> str:
+    """Markdown for the detail panel of one result."""
+    conf = f"**{hit.p_same:.0%}** likely the same landmark" if hit.p_same is not None else "not calibrated"
+    return (f"### #{hit.rank} · {hit.class_name}\n"
+            f"- file: `{hit.path}`\n- distance under {encoder_label}: **{hit.distance:.4f}**\n"
+            f"- match confidence: {conf}")
+
+
+def overlaps(paths: dict[str, Sequence[str]]) -> list[tuple[str, str, int]]:
+    """How many top-k photos each pair of encoders share: [(a, b, count)]."""
+    return [(a, b, len(set(paths[a]) & set(paths[b]))) for a, b in combinations(paths, 2)]
+
+
+def shared_by_all(paths: dict[str, Sequence[str]]) -> set[str]:
+    """The photos that every encoder returned (empty with fewer than two encoders)."""
+    sets = [set(p) for p in paths.values()]
+    return set.intersection(*sets) if len(sets) >= 2 else set()
+
+
+def agreement_summary(paths: dict[str, Sequence[str]], k: int) -> str:
+    """Markdown: the pairwise top-k overlaps and how many photos all encoders agree on."""
+    if len(paths) < 2:
+        return ""
+    pairs = " · ".join(f"{a} ∩ {b}: **{n} of {k}**" for a, b, n in overlaps(paths))
+    return f"**Do the encoders agree?** {pairs} · returned by all {len(paths)}: **{len(shared_by_all(paths))}**"
+
+
+def found_summary(hits: Sequence[Hit], known_class: str | None) -> str:
+    """'Found Eiffel Tower in 5 of 6' for a query whose landmark is known, else ''."""
+    if not known_class or not hits:
+        return ""
+    n = sum(h.class_name == known_class for h in hits)
+    mark = "✅" if hits[0].class_name == known_class else "❌"
+    return f"{mark} found **{known_class}** in **{n} of {len(hits)}**" + ("" if n else " (missed it)")
 
 
 class GalleryMap:
-    """The static part of an encoder's map (one trace per class), serialised once; queries are layered on top."""
+    """An encoder's gallery layer of the t-SNE map (one trace per class), serialised once and sent to the
+    browser once; every search then sends only its small query layer (`query_traces`)."""
 
-    def __init__(self, index: GalleryIndex, title: str, height: int = 520, legend: bool = True):
-        self.coords = index.coords
-        fig = go.Figure()
+    def __init__(self, index: GalleryIndex, title: str, thumb_url: Callable[[Path], str] = str):
+        self.coords, self.items = index.coords, index.items
         labels = np.array([it["class_id"] for it in index.items])
         names = index.manifest["classes"]
+        data = []
         for cid in np.unique(labels):
             rows = np.flatnonzero(labels == cid)
-            fig.add_trace(go.Scattergl(
-                x=self.coords[rows, 0], y=self.coords[rows, 1], mode="markers", name=names[cid],
-                marker={"size": 6, "color": PALETTE[int(cid) % len(PALETTE)], "opacity": 0.75},
-                customdata=[Path(index.items[r]["path"]).name for r in rows],
-                hovertemplate="<b>%{fullData.name}</b><br>%{customdata}<extra></extra>"))
-        fig.update_layout(
-            title={"text": title, "x": 0.01, "font": {"size": 14}}, template="plotly_white", height=height,
-            margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=legend,
-            legend={"itemsizing": "constant", "font": {"size": 10}, "title": {"text": "class (click to toggle)"}},
-            xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep")
-        self.figure = fig
-        spec = json.loads(fig.to_json())
-        self._data = ",".join(json.dumps(t) for t in spec["data"])
-        self._layout = json.dumps(spec["layout"])
+            data.append({"type": "scattergl", "mode": "markers", "name": names[cid],
+                         "x": self.coords[rows, 0].round(3).tolist(), "y": self.coords[rows, 1].round(3).tolist(),
+                         "customdata": rows.tolist(),
+                         "marker": {"size": 6, "color": PALETTE[int(cid) % len(PALETTE)], "opacity": 0.75},
+                         "hovertemplate": "<b>%{fullData.name}</b><extra></extra>"})
+        layout = {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "template": "plotly_white",
+                  "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "closest",
+                  "legend": {"itemsizing": "constant", "font": {"size": 10},
+                             "title": {"text": "class (click to toggle)"}},
+                  "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"}, "uirevision": "keep"}
+        thumbs = index.thumbs
+        meta = {"thumb_base": thumb_url(thumbs / "x")[:-1], "thumbs": [it["thumb"] for it in index.items],
+                "paths": [it["path"] for it in index.items], "classes": [it["class_name"] for it in index.items]}
+        layout = json.loads(go.Figure(layout=layout).to_json())["layout"]  # resolves the template by name
+        self.layer_json = json.dumps({"data": data, "layout": layout, "meta": meta}, separators=(",", ":"))
 
-    def query_traces(self, hits: Sequence[Hit]) -> list[dict]:
-        """The query marker (at its neighbours' distance-weighted mean) and rings around the top-k hits."""
+    def write(self, folder: Path) -> Path:
+        """The gallery layer as a content-addressed JSON file (a new index gets a new name, so no stale cache)."""
+        body = self.layer_json.encode()
+        path = Path(folder) / f"map-{hashlib.sha256(body).hexdigest()[:16]}.json"
+        if not path.exists():
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(body)
+        return path
+
+    def query_traces(self, hits: Sequence[Hit], query_row: int | None = None,
+                     highlight_row: int | None = None) -> list[dict]:
+        """Rings around the top-k hits, the query (a gallery photo's own spot, or its neighbours'
+        distance-weighted mean for an upload) and, for linked brushing, one highlighted photo."""
         rows = np.array([h.row for h in hits], dtype=np.int64)
         dist = np.array([h.distance for h in hits], dtype=np.float32)
-        qx, qy = place_query(self.coords, rows, dist).tolist()
+        if query_row is not None:
+            qx, qy = self.coords[query_row].tolist()
+        else:
+            qx, qy = place_query(self.coords, rows, dist).tolist()
         hit_xy = self.coords[rows] if len(rows) else np.zeros((0, 2), np.float32)
-        return [
+        traces = [
             {"type": "scattergl", "x": hit_xy[:, 0].tolist(), "y": hit_xy[:, 1].tolist(), "mode": "markers",
-             "name": f"top-{len(hits)} hits", "marker": {"size": 15, "color": "rgba(0,0,0,0)",
-                                                       "line": {"width": 2.5, "color": "#111"}},
+             "name": f"top-{len(hits)} hits", "customdata": rows.tolist(),
+             "marker": {"size": 15, "color": "rgba(0,0,0,0)", "line": {"width": 2.5, "color": "#111"}},
              "text": [caption(h) for h in hits], "hovertemplate": "%{text}<extra></extra>"},
-            {"type": "scattergl", "x": [qx], "y": [qy], "mode": "markers", "name": "your photo",
+            {"type": "scattergl", "x": [qx], "y": [qy], "mode": "markers",
+             "name": "your photo" if query_row is None else "query photo",
+             "customdata": [] if query_row is None else [int(query_row)],
              "marker": {"size": 24, "symbol": "star", "color": "#FFD400", "line": {"width": 2, "color": "#111"}},
-             "hovertemplate": "your photo<extra></extra>"},
+             "hovertemplate": ("your photo" if query_row is None else "query: %{customdata}") + "<extra></extra>"},
         ]
+        if highlight_row is not None:
+            hx, hy = self.coords[highlight_row].tolist()
+            traces.append({"type": "scattergl", "x": [hx], "y": [hy], "mode": "markers", "name": "selected photo",
+                           "customdata": [int(highlight_row)],
+                           "marker": {"size": 22, "symbol": "diamond-open", "color": "#E6007E",
+                                      "line": {"width": 3, "color": "#E6007E"}},
+                           "hovertemplate": "selected: " + self.items[highlight_row]["path"] + "<extra></extra>"})
+        return traces
 
-    def json(self, hits: Sequence[Hit] | None = None) -> str:
-        """Plotly figure JSON: the cached gallery layer plus, when given, the query layer."""
-        extra = "".join("," + json.dumps(t) for t in self.query_traces(hits)) if hits else ""
-        return f'{{"data":[{self._data}{extra}],"layout":{self._layout}}}'
+
+def map_value(layer_url: str | None, traces: Sequence[dict] = (), **layout: object) -> dict:
+    """What the map component receives per search: where its gallery layer is, plus the query layer."""
+    return {"layer": layer_url, "traces": list(traces), "layout": layout}
+
+
+def calibration_figure(curves: dict[str, Calibration]) -> go.Figure:
+    """P(same landmark) against distance, one line per encoder: the same distance means different things."""
+    fig = go.Figure()
+    for label, cal in curves.items():
+        d = np.linspace(0.0, 2.0, 201)
+        fig.add_trace(go.Scatter(x=d, y=cal(d), mode="lines", name=label,
+                                 hovertemplate="d=%{x:.2f}: %{y:.0%} same landmark<extra></extra>"))
+    fig.add_hline(y=config.CONFIDENT_P_SAME, line_dash="dot", line_color="#888",
+                  annotation_text="confident above", annotation_position="top right")
+    fig.update_layout(template="plotly_white", height=360, margin={"l": 40, "r": 10, "t": 40, "b": 40},
+                      title={"text": "Match confidence: P(same landmark) by distance, per encoder", "x": 0.01},
+                      xaxis={"title": "distance between unit embeddings", "range": [0, 2]},
+                      yaxis={"title": "P(same landmark)", "range": [0, 1.02], "tickformat": ".0%"},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
 
 
 def metrics_summary(report: dict | None) -> str:

@@ -63,6 +63,14 @@ class Trunk(nn.Module):
         return self._forward(x)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool_maps(self.conv_maps(x))
+
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional feature map (N, C, h, w), where "why similar" heatmaps are read."""
+        raise NotImplementedError
+
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """The rest of the trunk: feature map -> (N, dim) features."""
         raise NotImplementedError
 
 
@@ -83,8 +91,11 @@ class VGG16Trunk(Trunk):
         self.fc67 = net.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU
         self.freeze()
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc67(torch.flatten(self.avgpool(self.features(x)), 1))
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features[:-1](x)  # conv5_3 after its ReLU, before the last max-pool
+
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.fc67(torch.flatten(self.avgpool(self.features[-1](maps)), 1))
 
 
 class EfficientNetLite0Trunk(Trunk):
@@ -105,8 +116,11 @@ class EfficientNetLite0Trunk(Trunk):
         self.net = net
         self.freeze()
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)  # the head conv's activated map
+
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.mean(dim=(2, 3))
 
 
 def _vgg16_state_dict(weights_path: Path | None) -> tuple[dict, str]:

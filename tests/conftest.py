@@ -101,10 +101,13 @@ def trained(tmp_path_factory, dataset) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, dataset, trained) -> Path:
-    """An index root with all three encoders' indexes (offline trunk) over train + test."""
+    """An index root with all three encoders' indexes (offline trunk) over train + test, evaluated and calibrated."""
+    from search.evaluate import evaluate, save_evaluation
+
     root = tmp_path_factory.mktemp("indexes")
     store = EncoderStore(trained)
     for name in ("scratch", "pretrained", "transfer"):
         enc = store.load(name, trunk=OFFLINE_TRUNK)
-        build_index(enc, dataset, "all", root, workers=0)
+        index = build_index(enc, dataset, "all", root, workers=0)
+        save_evaluation(evaluate(enc, index, dataset, workers=0), index)
     return root

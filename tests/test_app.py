@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import urllib.request
 
 import numpy as np
 import pytest
@@ -19,12 +21,13 @@ from tests.conftest import synthetic_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(built, trained, dataset):
+def server(built, trained, dataset, tmp_path_factory):
     import app
 
     write_examples(dataset, built, n=3)
     port = free_port()
-    demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=tmp_path_factory.mktemp("work"),
+                      prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -41,36 +44,54 @@ def photo(tmp_path):
     return path
 
 
-def _plot_traces(plot) -> list[dict]:
-    return json.loads(plot["plot"])["data"]
+def _fetch_json(server: str, url: str):
+    with urllib.request.urlopen(server + url) as r:
+        return json.loads(r.read())
 
 
 @pytest.mark.parametrize("encoder", ["scratch", "pretrained", "transfer"])
-def test_search_returns_k_captioned_items_and_map_with_query(client, photo, encoder):
-    gallery, plot = client.predict(handle_file(str(photo)), encoder, 5, api_name="/search")
+def test_search_returns_k_captioned_items_and_map_with_query(client, server, photo, encoder):
+    gallery, the_map, verdict = client.predict(handle_file(str(photo)), encoder, 5, api_name="/search")
     assert len(gallery) == 5
     captions = [g["caption"] for g in gallery]
     assert [c.split(" · ")[0] for c in captions] == ["#1", "#2", "#3", "#4", "#5"]
-    dists = [float(c.split("d=")[1]) for c in captions]
-    assert dists == sorted(dists)
-    traces = _plot_traces(plot)
-    names = [t["name"] for t in traces]
-    assert "your photo" in names and "top-5 hits" in names
-    assert {"Red Stripes", "Blue Circles", "Green Checks"} <= set(names)
-    star = next(t for t in traces if t["name"] == "your photo")
+    assert all(c.endswith("% same landmark") for c in captions)
+    p = [int(c.split(" · ")[2].split("%")[0]) for c in captions]
+    assert p == sorted(p, reverse=True)  # nearer hits are never less likely the same landmark
+    names = [t["name"] for t in the_map["traces"]]
+    assert names == ["top-5 hits", "your photo"]
+    star = the_map["traces"][1]
     assert star["marker"]["symbol"] == "star" and len(star["x"]) == 1
+    layer = _fetch_json(server, the_map["layer"])  # the gallery layer is a file the browser fetches once
+    assert {"Red Stripes", "Blue Circles", "Green Checks"} == {t["name"] for t in layer["data"]}
+    assert sum(len(t["x"]) for t in layer["data"]) == len(layer["meta"]["paths"]) == 33
+    assert verdict
+
+
+def test_search_bytes_do_not_grow_with_the_gallery(client, server, photo):
+    _, the_map, _ = client.predict(handle_file(str(photo)), "pretrained", 9, api_name="/search")
+    per_search = len(json.dumps(the_map))
+    layer = _fetch_json(server, the_map["layer"])
+    assert per_search < 4000 and "meta" not in the_map  # only the query layer travels per search
+    assert len(layer["meta"]["paths"]) == 33 and sum(len(t["x"]) for t in the_map["traces"]) == 10
 
 
 def test_transfer_search_finds_the_right_class(client, photo):
-    gallery, _ = client.predict(handle_file(str(photo)), "transfer", 3, api_name="/search")
+    gallery, _, _ = client.predict(handle_file(str(photo)), "transfer", 3, api_name="/search")
     assert all("Blue Circles" in g["caption"] for g in gallery)
 
 
-def test_compare_returns_three_galleries_and_maps(client, photo):
-    out = client.predict(handle_file(str(photo)), 4, api_name="/compare")
-    assert len(out) == 6
+def test_compare_returns_three_galleries_maps_notes_and_agreement(client, photo):
+    out = client.predict(handle_file(str(photo)), 4, "Blue Circles", api_name="/compare")
+    assert len(out) == 10
     assert all(len(g) == 4 for g in out[:3])
-    assert all("your photo" in [t["name"] for t in _plot_traces(p)] for p in out[3:])
+    assert all([t["name"] for t in m["traces"]] == ["top-4 hits", "your photo"] for m in out[3:6])
+    transfer = [g["caption"] for g in out[2]]
+    assert out[8].startswith("✅ found **Blue Circles** in **4 of 4**")  # the transfer column
+    pairs = dict(re.findall(r"(\w+ ∩ \w+): \*\*(\d) of 4\*\*", out[9]))
+    assert set(pairs) == {"scratch ∩ pretrained", "scratch ∩ transfer", "pretrained ∩ transfer"}
+    marked = sum("✓ all 3" in c for c in transfer)
+    assert marked == int(re.search(r"returned by all 3: \*\*(\d+)\*\*", out[9]).group(1))
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -119,7 +140,7 @@ def test_bad_input_gets_clear_message_and_app_keeps_serving(client, photo, tmp_p
     f.write_bytes(data)
     with pytest.raises(Exception, match=message):
         client.predict(handle_file(str(f)), "pretrained", 3, api_name="/search")
-    gallery, _ = client.predict(handle_file(str(photo)), "pretrained", 3, api_name="/search")
+    gallery, _, _ = client.predict(handle_file(str(photo)), "pretrained", 3, api_name="/search")
     assert len(gallery) == 3
 
 
@@ -127,8 +148,8 @@ def test_bad_input_gets_clear_message_and_app_keeps_serving(client, photo, tmp_p
 def test_unusual_but_valid_images_are_converted_and_searched(client, tmp_path, name):
     f = tmp_path / name
     f.write_bytes(GOOD[name])
-    gallery, plot = client.predict(handle_file(str(f)), "pretrained", 4, api_name="/search")
-    assert len(gallery) == 4 and "your photo" in plot["plot"]
+    gallery, the_map, _ = client.predict(handle_file(str(f)), "pretrained", 4, api_name="/search")
+    assert len(gallery) == 4 and the_map["traces"][1]["name"] == "your photo"
 
 
 def test_missing_image_unknown_encoder_and_bad_k(client, photo):
@@ -140,9 +161,9 @@ def test_missing_image_unknown_encoder_and_bad_k(client, photo):
         client.predict(handle_file(str(photo)), "pretrained", 0, api_name="/search")
     with pytest.raises(Exception, match="greater than maximum"):
         client.predict(handle_file(str(photo)), "pretrained", 500, api_name="/search")
-    gallery, _ = client.predict(handle_file(str(photo)), "pretrained", 50, api_name="/search")
+    gallery, _, _ = client.predict(handle_file(str(photo)), "pretrained", 50, api_name="/search")
     assert len(gallery) == 33  # k larger than the (small) gallery returns all of it
-    gallery, _ = client.predict(handle_file(str(photo)), "pretrained", 2, api_name="/search")
+    gallery, _, _ = client.predict(handle_file(str(photo)), "pretrained", 2, api_name="/search")
     assert len(gallery) == 2
 
 
@@ -157,7 +178,7 @@ def test_app_without_any_index_explains_what_to_do(tmp_path, trained):
     assert "prepare_demo.py" in banner and "build_index.py --encoder pretrained" in banner
     demo = app.build_demo(engine)  # builds without crashing
     assert isinstance(demo, gr.Blocks)
-    ui = app.App(engine)
+    ui = app.App(engine, tmp_path / "work")
     assert "unavailable" in ui.label("transfer") and "build_index.py" in ui.info("transfer")
     with pytest.raises(gr.Error, match="unavailable"):
         ui.search(synthetic_image(0, np.random.default_rng(0)), "transfer", 3)
@@ -171,9 +192,10 @@ def test_app_with_some_indexes_serves_those(tmp_path, built, trained):
     root = tmp_path / "idx"
     shutil.copytree(built, root)
     shutil.rmtree(root / "transfer")
-    ui = app.App(SearchEngine(root, trained))
-    gallery, plot = ui.search(synthetic_image(1, np.random.default_rng(0)), "scratch", 4)
-    assert len(gallery) == 4 and "your photo" in plot.plot
+    ui = app.App(SearchEngine(root, trained), tmp_path / "work")
+    gallery, the_map, *_ = ui.search(synthetic_image(1, np.random.default_rng(0)), "scratch", 4)
+    assert len(gallery) == 4 and the_map["traces"][1]["name"] == "your photo"
     assert "No index" in ui.info("transfer")
-    galleries_and_plots = ui.compare(synthetic_image(1, np.random.default_rng(0)), 3)
-    assert [len(g) for g in galleries_and_plots[:3]] == [3, 3, 0] and galleries_and_plots[5] is None
+    out = ui.compare(synthetic_image(1, np.random.default_rng(0)), 3)
+    assert [len(g) for g in out[:3]] == [3, 3, 0] and out[5]["layer"] is None
+    assert "scratch ∩ pretrained" in out[9] and "transfer" not in out[9]

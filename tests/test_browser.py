@@ -32,24 +32,88 @@ def browser(tmp_path):
     driver.quit()
 
 
+def _wait_ready(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 90)
+
+
+def _map_drawn(d) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") not in (None, "", "0")
+
+
+def _first_result_path(browser, wait) -> str:
+    """Click result #1 and read its gallery path from the detail panel."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[0].click()
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail-text").text.startswith("#1"))
+    return browser.find_element(By.CSS_SELECTOR, "#detail-path textarea, #detail-path input").get_attribute("value")
+
+
 def test_upload_search_shows_gallery_and_map(server, browser, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(0, np.random.default_rng(11)).save(photo)
     browser.get(server)
-    wait = WebDriverWait(browser, 90)
+    wait = _wait_ready(browser)
     upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]")))
     upload.send_keys(str(photo))
     wait.until(EC.element_to_be_clickable((By.ID, "search-button"))).click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) >= 9)
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#map .js-plotly-plot")))
+    wait.until(_map_drawn)
     captions = browser.find_element(By.ID, "results").text
-    assert "#1" in captions and "Red Stripes" in captions
+    assert "#1" in captions and "Red Stripes" in captions and "% same landmark" in captions
     legend = browser.find_element(By.ID, "map").text
     assert "your photo" in legend and "Blue Circles" in legend
-    shot = tmp_path / "search.png"
-    browser.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
+
+
+def test_click_result_search_with_it_then_click_the_map(server, browser, tmp_path):  # noqa: F811
+    """Result -> detail panel with heatmaps -> "Search with this photo" -> a map point: each time the gallery
+    becomes that photo's neighbours, its own photo first."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(1, np.random.default_rng(12)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) >= 9)
+    wait.until(_map_drawn)
+
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[3].click()  # result #4
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: d.find_element(By.ID, "detail-text").text.startswith("#4"))
+    chosen = browser.find_element(By.CSS_SELECTOR, "#detail-path textarea, #detail-path input").get_attribute("value")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#heat-query img, #heat-hit img")) == 2)
+    browser.find_element(By.ID, "search-this").click()
+    wait.until(EC.invisibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: "query photo" in d.find_element(By.ID, "map").text)
+    assert _first_result_path(browser, wait) == chosen
+
+    # A real mouse on a map point of another class: hover shows its thumbnail, a click searches from it.
+    browser.execute_script("document.querySelector('#map').scrollIntoView()")
+    x, y = browser.execute_script("""
+        const gd = document.querySelector('#map .ll-map-plot'), fl = gd._fullLayout, r = gd.getBoundingClientRect();
+        const tr = gd._fullData.find(t => t.name === 'Green Checks');
+        return [r.left + fl._size.l + fl.xaxis.l2p(tr.x[0]), r.top + fl._size.t + fl.yaxis.l2p(tr.y[0])];""")
+    hover = ActionBuilder(browser)
+    hover.pointer_action.move_to_location(int(x), int(y))
+    hover.perform()
+    wait.until(lambda d: "shown" in d.find_element(By.CSS_SELECTOR, "#map .ll-map-preview").get_attribute("class"))
+    hovered = browser.find_element(By.CSS_SELECTOR, "#map .ll-map-preview-text").text  # "Green Checks · file.jpg"
+    assert hovered.startswith("Green Checks · ")
+    click = ActionBuilder(browser)
+    click.pointer_action.move_to_location(int(x), int(y))
+    click.pointer_action.click()
+    click.perform()
+    wait.until(lambda d: d.find_element(By.ID, "results").text.count("Green Checks") >= 3)
+    assert _first_result_path(browser, wait).endswith("/" + hovered.split(" · ")[1])
