@@ -24,7 +24,7 @@ from search import bench, config  # noqa: E402
 from search.cli import run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.images import open_image  # noqa: E402
-from search.index import encode_paths, write_index  # noqa: E402
+from search.index import GalleryIndex, encode_paths, write_index  # noqa: E402
 from search.rank import Searcher, top_k  # noqa: E402
 from search.trunks import Trunk  # noqa: E402
 
@@ -143,13 +143,11 @@ def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.
 
 
 def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 10) -> None:
-    """Row 3: a /search call through gradio_client vs encoding alone; the map's cached static layer vs rebuilding."""
-    import plotly.graph_objects as go
+    """Row 3: a /search call through gradio_client vs encoding alone."""
     from gradio_client import Client, handle_file
 
     import app
     from search.engine import SearchEngine
-    from search.present import GalleryMap
 
     root = tmp / "e2e-index"
     store = EncoderStore(tmp / "no-checkpoints", weights)
@@ -159,7 +157,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     bench.synthetic_photo(rng).save(photo)
     image = open_image(photo)
     port = bench.free_port()
-    demo = app.launch(engine, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    demo = app.launch(engine, "127.0.0.1", port, work_dir=tmp / "work", prevent_thread_lock=True, quiet=True)
     try:
         timings = {}
         for download in (False, True):
@@ -167,7 +165,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
                             download_files=str(tmp / "downloads") if download else False)
             timings[download] = bench.median_ms(
                 lambda: client.predict(handle_file(str(photo)), "pretrained", 9, api_name="/search"), repeat=n)
-        handler = app.App(engine)
+        handler = app.App(engine, tmp / "work")
         server_ms = bench.median_ms(lambda: handler.search(image, "pretrained", 9), repeat=n)
     finally:
         demo.close()
@@ -178,19 +176,61 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
         "6,000-image VGG16 gallery, k=9; baseline = encode alone")
     row("/search via gradio_client + downloading the 9 thumbnails", timings[True], enc_ms, "ms",
         "what a client that fetches the images waits for")
-    index = engine.backends["pretrained"].index
-    gmap = GalleryMap(index, "map")
-    hits = engine.search("pretrained", image, 9)
-    ours = bench.median_ms(lambda: gmap.json(hits), repeat=n)
 
-    def rebuild():
-        fig = go.Figure(GalleryMap(index, "map").figure)
-        for t in gmap.query_traces(hits):
-            fig.add_trace(t)
-        return fig.to_json()
 
-    base = bench.median_ms(rebuild, repeat=3, warmup=1)
-    row("map figure per request (6,000 points)", ours, base, "ms", "cached gallery layer vs rebuilding the figure")
+def _fake_index(n: int, rng: np.random.Generator, classes: int = 50) -> GalleryIndex:
+    """A gallery index in memory with n points on the map (the map layers need no vectors)."""
+    ids = rng.integers(0, classes, n)
+    items = [{"path": f"train/{c:02d}.Landmark_{c}/photo_{i:07d}.jpg", "class_id": int(c),
+              "class_name": f"Landmark {c}", "split": "train", "thumb": f"{i:024x}.jpg"} for i, c in enumerate(ids)]
+    return GalleryIndex(Path("/srv/indexes/pretrained"), {"classes": [f"Landmark {c}" for c in range(classes)],
+                                                          "thumbnails": "thumbnails", "encoder": "pretrained"},
+                        np.zeros((n, 1), np.float32), items, (rng.normal(size=(n, 2)) * 30).astype(np.float32))
+
+
+def bench_map_bytes(rng: np.random.Generator, sizes: tuple[int, ...] = (1_000, 50_000), k: int = 9) -> None:
+    """Bytes of one /search response's map: the query layer alone vs the whole figure re-sent (the old gr.Plot)."""
+    from search.engine import Hit
+    from search.mapview import file_url
+    from search.present import GalleryMap, map_value
+
+    for n in sizes:
+        index = _fake_index(n, rng)
+        gmap = GalleryMap(index, "map", file_url)
+        rows = rng.choice(n, k, replace=False)
+        hits = [Hit(r + 1, int(i), index.items[i]["path"], index.items[i]["class_name"], 0.3 + 0.01 * r,
+                    Path("/t.jpg"), 0.9) for r, i in enumerate(rows)]
+        traces = gmap.query_traces(hits)
+        layer = json.loads(gmap.layer_json)
+        before = len(json.dumps({"data": layer["data"] + traces, "layout": layer["layout"]}))  # gr.Plot's figure
+        after = len(json.dumps(map_value("gradio_api/file=/tmp/landmark-lens/maps/map-0123456789abcdef.json", traces)))
+        row(f"/search map bytes, {n:,}-point gallery", after / 1024, before / 1024, "KiB",
+            f"query layer only vs whole figure per search; the {len(gmap.layer_json) / 1024:,.0f} KiB gallery "
+            "layer is fetched once per encoder")
+
+
+def bench_explain(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 5) -> None:
+    """One "why similar" explanation (two heatmaps) per encoder, against one plain encode of the same photo."""
+    from search.engine import SearchEngine  # noqa: F401  (same import path as the app)
+    from search.explain import overlay, similarity_maps
+
+    query, hit = bench.synthetic_photo(rng, (640, 480)), bench.synthetic_photo(rng, (256, 192))
+    for trunk_name in ("vgg16", "efficientnet_lite0"):
+        ckpt = tmp / f"explain-{trunk_name}"
+        store = EncoderStore(ckpt, weights)
+        trunk = store.trunk(trunk_name)
+        bench.write_untrained_checkpoints(ckpt, trunk, [f"c{i}" for i in range(50)])
+        names = ("scratch", "pretrained", "transfer") if trunk_name == "vgg16" else ("pretrained", "transfer")
+        for name in names:
+            enc = store.load(name, trunk=trunk_name)
+
+            def explain():
+                exp = similarity_maps(enc, query, hit)
+                return overlay(query, exp.query_map, enc.transform), overlay(hit, exp.hit_map, enc.transform)
+
+            ours = bench.median_ms(explain, repeat=n, warmup=1)
+            base = bench.median_ms(lambda: enc.encode([query]), repeat=n, warmup=1)
+            row(f"explain {enc.label}", ours, base, "ms", "two Grad-CAM heatmaps + overlays vs one plain encode")
 
 
 def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
@@ -320,9 +360,10 @@ def main() -> None:
     p.add_argument("--index-dir", type=Path, default=config.INDEX_DIR, help="prepared indexes for the quality rows")
     p.add_argument("--scale", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (saves ~1 min)")
-    p.add_argument("--only", nargs="+", choices=["encode", "search", "e2e", "build", "memory", "scale", "quality"])
+    parts = ["encode", "search", "e2e", "map", "explain", "build", "memory", "scale", "quality"]
+    p.add_argument("--only", nargs="+", choices=parts)
     a = p.parse_args()
-    only = set(a.only or ["encode", "search", "e2e", "build", "memory", "scale", "quality"])
+    only = set(a.only or parts)
     rng = np.random.default_rng(0)
     started = time.time()
     import platform
@@ -353,6 +394,10 @@ def main() -> None:
             bench_search(rng)
         if "e2e" in only:
             bench_end_to_end(weights, tmp, rng)
+        if "map" in only:
+            bench_map_bytes(rng)
+        if "explain" in only:
+            bench_explain(weights, tmp, rng)
         if "build" in only:
             bench_build(tmp, rng, 192)
         if "memory" in only:

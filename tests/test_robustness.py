@@ -43,10 +43,10 @@ def test_load_20_concurrent_clients(server, tmp_path, capsys):  # noqa: F811
         for q in range(10):
             k = 3 + (c + q) % 7
             t = time.perf_counter()
-            gallery, plot = cl.predict(handle_file(str(photos[(c + q) % 4])), encoders[(c + q) % 3], k,
-                                       api_name="/search")
+            gallery, the_map, _ = cl.predict(handle_file(str(photos[(c + q) % 4])), encoders[(c + q) % 3], k,
+                                             api_name="/search")
             out.append((time.perf_counter() - t, len(gallery), k))
-            assert "your photo" in plot["plot"]
+            assert the_map["traces"][1]["name"] == "your photo"
         return out
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -70,7 +70,7 @@ def test_path_traversal_upload_names_stay_in_the_upload_dir(server, client, tmp_
         assert r.status_code == 200
         saved = Path(r.json()[0])
         assert ".." not in saved.parts and saved.name != "" and saved != target
-        gallery, _ = client.predict(handle_file(str(saved)) if saved.exists() else handle_file(str(jpeg)),
+        gallery, _, _ = client.predict(handle_file(str(saved)) if saved.exists() else handle_file(str(jpeg)),
                                     "scratch", 2, api_name="/search")
         assert len(gallery) == 2
     assert not target.exists()
