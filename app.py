@@ -373,7 +373,8 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
             button.click(app.search, [image, encoder, top_k], outputs, api_name="search").success(**hide_detail)
             image.upload(app.search, [image, encoder, top_k], outputs, api_visibility="private").success(**hide_detail)
             for ev in (encoder.change, top_k.release):
-                ev(app.refresh, [image, query_path, encoder, top_k], outputs, api_visibility="private")
+                ev(app.refresh, [image, query_path, encoder, top_k], outputs, api_visibility="private").success(
+                    **hide_detail)
             encoder.change(app.info, encoder, info, api_visibility="private")
             if examples:
                 ex.load_input_event.then(app.search, [image, encoder, top_k], outputs, api_visibility="private")
