@@ -119,9 +119,9 @@ class App:
             encoder: "scratch", "pretrained" or "transfer".
             top_k: how many results, 1 to 50.
         Returns:
-            The ranked gallery (thumbnail and caption "#rank · landmark · P% same landmark" per hit), the map
-            value (URL of the gallery's t-SNE layer plus the query layer: the query star and ringed hits) and a
-            one-line verdict that says whether the best hit is a confident match.
+            ranked gallery: a thumbnail and the caption "#rank · landmark · P% same landmark" per hit
+            map: the URL of the gallery's t-SNE layer and the query layer (the query star, the ringed hits)
+            verdict: one line saying whether the best hit is a confident match
         """
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")
@@ -140,7 +140,9 @@ class App:
             path: the gallery photo's path as the index metadata gives it (the "path" of a search_json hit).
             top_k: how many results, 1 to 50.
         Returns:
-            The same as search: ranked gallery with captions, map value with the photo marked, verdict.
+            ranked gallery: as search returns it, this photo first
+            map: as search returns it, with this photo marked
+            verdict: as search returns it
         """
         k = self._check(encoder, top_k)
         try:
@@ -172,12 +174,10 @@ class App:
             encoder: "scratch", "pretrained" or "transfer".
             top_k: how many results, 1 to 50.
         Returns:
-            {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}: p_same is the
-            calibrated probability (0 to 1) that the hit shows the same landmark; "confident" says whether the best
-            hit's p_same is at least 0.5. (Text, not an object: gradio_client would take every {"path": ...} in
-            an object for a file to download.)
+            JSON text {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}, where p_same is the calibrated probability (0 to 1) that the hit shows the same landmark and "confident" says whether the best hit's p_same is at least 0.5
         """
         _, _, _, hits, _ = self.search(image, encoder, top_k)
+        # Text, not an object: gradio_client takes every {"path": ...} inside an object for a file to download.
         return json.dumps({"encoder": encoder, "label": self.label(encoder), **hits_json(hits)}, indent=1)
 
     def query_photo(self, encoder: str, query_path: str):
@@ -199,8 +199,8 @@ class App:
             encoder: "scratch", "pretrained" or "transfer".
             path: the gallery photo's path as the index metadata gives it.
         Returns:
-            Two images at the query's and the gallery photo's own sizes, each with a heatmap (Grad-CAM of the
-            similarity of the two embeddings on the last convolutional feature map) over the region the encoder saw.
+            the query photo at its own size with a heatmap of the regions that raise the similarity (Grad-CAM on the last conv feature map)
+            the gallery photo (its thumbnail) with its heatmap
         """
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")
@@ -249,9 +249,16 @@ class App:
             top_k: how many results per encoder, 1 to 24.
             known_class: the photo's landmark when known (for the examples), else empty.
         Returns:
-            For scratch, pretrained and transfer: a ranked gallery each (photos every encoder returned are marked
-            "✓ all 3"), a map value each, a note each (whether its top-k found the known landmark, or its verdict),
-            and one line with the pairwise top-k overlaps.
+            scratch gallery: ranked hits; photos every encoder returned are marked "✓ all 3"
+            pretrained gallery: likewise
+            transfer gallery: likewise
+            scratch map
+            pretrained map
+            transfer map
+            scratch note: whether its top-k found the known landmark, or its verdict
+            pretrained note
+            transfer note
+            agreement: the pairwise top-k overlaps and how many photos all encoders returned
         """
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")

@@ -11,8 +11,12 @@ def relevance(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray) -> np
 
 
 def precision_at_k(rel: np.ndarray, k: int) -> float:
-    """Mean fraction of relevant items among the first k hits."""
-    return float(rel[:, :k].mean()) if rel.size else 0.0
+    """Mean over queries of (relevant hits among the first k) / k: a query with fewer than k results is not
+    rewarded for its short list, and one whose class has no gallery photo scores 0."""
+    rel = np.atleast_2d(np.asarray(rel, dtype=bool))
+    if rel.shape[0] == 0 or k <= 0:
+        return 0.0
+    return float((rel[:, :k].sum(axis=1) / k).mean())
 
 
 def average_precision_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:

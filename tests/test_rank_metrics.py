@@ -65,6 +65,39 @@ def test_metrics_match_hand_computed_values():
     assert report == {"precision@1": 0.5, "precision@4": 0.5, "mAP@4": round((5 / 6 + 7 / 18) / 2, 4), "queries": 2}
 
 
+def test_precision_divides_by_k_when_fewer_results_and_scores_a_class_without_gallery_photos_zero():
+    # A 3-photo gallery searched at k=5: every result relevant is still 3/5, not 3/3.
+    gallery_labels = np.array([0, 0, 0])
+    full = relevance(np.array([0]), np.array([[0, 0, 0]]))
+    assert precision_at_k(full, 5) == pytest.approx(3 / 5)
+    # A query of class 1, which has no gallery photo: P@k 0 and AP 0 (no division by zero).
+    report = retrieval_report(np.array([0, 1]), np.array([[0, 0, 0], [0, 0, 0]]), gallery_labels, ks=(1, 5),
+                              map_k=5)
+    assert report["precision@1"] == pytest.approx(0.5) and report["precision@5"] == pytest.approx(0.3)
+    assert report["mAP@5"] == pytest.approx(0.5)
+
+
+def test_metric_values_on_a_gallery_with_two_indistinguishable_classes():
+    """Classes 0 and 1 are drawn from one cluster, class 2 from its own: P@1 must be about (1/2 + 1/2 + 1) / 3."""
+    rng = np.random.default_rng(0)
+    centres = _unit(rng, 2, 32)
+
+    def draw(cluster: int, n: int) -> np.ndarray:
+        x = centres[cluster] + 0.15 * rng.normal(size=(n, 32)).astype(np.float32)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    g_labels = np.repeat([0, 1, 2], 300)
+    gallery = np.concatenate([draw(0, 300), draw(0, 300), draw(1, 300)])
+    q_labels = np.repeat([0, 1, 2], 300)
+    queries = np.concatenate([draw(0, 300), draw(0, 300), draw(1, 300)])
+    idx, _ = top_k(queries, gallery, 10)
+    report = retrieval_report(q_labels, g_labels[idx], g_labels)
+    assert report["precision@1"] == pytest.approx(2 / 3, abs=0.04)
+    assert report["precision@10"] == pytest.approx(2 / 3, abs=0.03)
+    per_class = [precision_at_k(relevance(q_labels[q_labels == c], g_labels[idx[q_labels == c]]), 1) for c in range(3)]
+    assert per_class[2] == 1.0 and abs(per_class[0] - 0.5) < 0.08 and abs(per_class[1] - 0.5) < 0.08
+
+
 def test_place_query_is_distance_weighted_mean():
     coords = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
     p = place_query(coords, np.array([0, 1]), np.array([0.1, 0.3]))
