@@ -28,23 +28,58 @@ def test_offline_encoders_give_unit_vectors(trained, images, name, dim):
     assert enc.dim == dim
 
 
-def test_vgg16_pretrained_is_fc7(vgg_weights, trained, images):
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _reference_vgg_preprocess(im) -> torch.Tensor:
+    """The VGG16 ImageNet recipe written out: shorter side to 256 (bilinear), centre 224 crop, ImageNet mean/std."""
+    from torchvision.transforms import functional as TF
+
+    w, h = im.size
+    short, long = min(w, h), max(w, h)
+    new_long = int(256 * long / short)  # torchvision truncates the long side
+    im = im.resize((256, new_long) if w == short else (new_long, 256), resample=2)  # 2 = PIL bilinear
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    x = TF.center_crop(x, [224, 224])
+    return (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+
+
+def test_vgg16_preprocessing_is_the_imagenet_recipe(vgg_weights, trained):
+    from torchvision import models
+
+    enc = EncoderStore(trained, weights=vgg_weights).load("pretrained", trunk="vgg16")
+    preset = models.VGG16_Weights.IMAGENET1K_V1.transforms()
+    rng = np.random.default_rng(3)
+    for size in [(640, 480), (300, 500), (224, 224), (1000, 260)]:
+        im = synthetic_image(int(rng.integers(0, 3)), rng, size=size)
+        ours = enc.transform(im)
+        assert ours.shape == (3, 224, 224)
+        assert torch.allclose(ours, preset(im), atol=1e-5)
+        assert torch.allclose(ours, _reference_vgg_preprocess(im), atol=1e-5)
+
+
+def test_vgg16_pretrained_is_fc7_computed_by_hand(vgg_weights, trained, images):
     store = EncoderStore(trained, weights=vgg_weights)
     enc = store.load("pretrained", trunk="vgg16")
     assert enc.label == "pretrained - VGG16"
-    out = enc.encode(images[:2])
-    assert out.shape == (2, 4096)
+    out = enc.encode(images[:3])
+    assert out.shape == (3, 4096)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    # fc7 after its ReLU: the same as torchvision's classifier[:5] on the same weights, and non-negative.
+    # fc7 after its ReLU, by hand from the named layers of torchvision's VGG16: conv stack, 7x7 average pool,
+    # fc6 (Linear 25088 -> 4096), ReLU, fc7 (Linear 4096 -> 4096), ReLU; dropout is the identity in eval mode.
     from torchvision import models
 
     ref = models.vgg16()
     ref.load_state_dict(torch.load(vgg_weights, weights_only=True))
     ref.eval()
-    x = torch.stack([enc.transform(im) for im in images[:2]])
+    fc6, fc7 = ref.classifier[0], ref.classifier[3]
+    assert (fc6.in_features, fc6.out_features, fc7.out_features) == (25088, 4096, 4096)
+    x = torch.stack([_reference_vgg_preprocess(im) for im in images[:3]])
     with torch.no_grad():
-        fc7 = ref.classifier[:5](torch.flatten(ref.avgpool(ref.features(x)), 1))
-    np.testing.assert_allclose(out, torch.nn.functional.normalize(fc7).numpy(), atol=1e-4)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(ref.features(x), (7, 7)).flatten(1)
+        h7 = torch.relu(fc7(torch.relu(fc6(pooled))))
+    expected = torch.nn.functional.normalize(h7).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
     assert (out >= 0).all()
 
 
