@@ -17,13 +17,14 @@ def main() -> int:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--from-zip", type=Path, help="local copy of landmark_images.zip")
     src.add_argument("--from-dir", type=Path, help="local folder with train/ and test/")
+    src.add_argument("--url", default=config.DATASET_URL, help="where to download the dataset zip from")
     add_index_dir(p)
     add_model_args(p)
     p.add_argument("--scratch-epochs", type=int, default=config.TrainConfig().epochs)
     p.add_argument("--transfer-epochs", type=int, default=config.TrainConfig().epochs)
     a = p.parse_args()
     results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
-                             a.trunk, {"scratch": a.scratch_epochs, "transfer": a.transfer_epochs})
+                             a.trunk, {"scratch": a.scratch_epochs, "transfer": a.transfer_epochs}, url=a.url)
     print()
     print(summary_table(results))
     for note in notes:

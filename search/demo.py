@@ -80,16 +80,16 @@ class StepLog:
 def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Path | None = None,
             from_dir: Path | None = None, weights: Path | None = None, trunk: str | None = None,
             epochs: dict[str, int] | None = None, train_cfg: config.TrainConfig = config.TrainConfig(),
-            log: Log = print) -> tuple[list[StepLog], list[str]]:
-    """Run every preparation step that is not already current; return per-encoder results and general notes."""
+            log: Log = print, url: str = config.DATASET_URL) -> tuple[list[StepLog], list[str]]:
+    """Run every preparation step that is not already current; return per-encoder results and general notes.
+
+    Without data nothing else can run, so a data failure is raised (the CLI prints it as one error line).
+    """
     notes: list[str] = []
     epochs = epochs or {}
-    try:
-        counts = get_data(data_dir, zip_path=from_zip, src_dir=from_dir)
-        log(f"data: {data_dir} ({counts['train']} train, {counts['test']} test, {counts['classes']} classes)")
-    except LandmarkError as exc:
-        notes.append(f"data: {exc}")
-        return [StepLog(name, notes=["no data"]) for name in REGISTRY], notes
+    counts = get_data(data_dir, url=url, zip_path=from_zip, src_dir=from_dir)
+    log(f"data: {data_dir} ({counts['train']} train, {counts['test']} test, {counts['classes']} classes)"
+        + (" already there" if counts.get("already_present") else ""))
     store = EncoderStore(checkpoint_dir, weights)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import tempfile
 import urllib.error
@@ -95,18 +96,28 @@ def from_dir(src: Path, out: Path) -> dict[str, int]:
 
 
 def download(url: str, dest: Path) -> None:
-    """Stream `url` to `dest` with a progress bar; fails with a DatasetError that says what to do."""
+    """Stream `url` to `dest` with a progress bar; fails with a DatasetError that says what to do.
+
+    A connection that closes before Content-Length bytes arrived is an interrupted download, not a short file.
+    """
+    got, total = 0, None
     try:
         with urllib.request.urlopen(url, timeout=30) as resp, open(dest, "wb") as f:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc="downloading") as bar:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     f.write(chunk)
+                    got += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except http.client.IncompleteRead as exc:
+        got += len(exc.partial)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise DatasetError(
             f"Could not download {url} ({getattr(exc, 'reason', exc)}). Download it on a machine with "
             "internet access and run: python scripts/get_data.py --from-zip landmark_images.zip") from exc
+    if total is not None and got < total:
+        raise DatasetError(f"The download of {url} was interrupted ({got:,} of {total:,} bytes): nothing was "
+                           "kept; run the same command again.")
 
 
 def get_data(out: Path, url: str = config.DATASET_URL, zip_path: Path | None = None,
