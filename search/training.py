@@ -178,6 +178,7 @@ def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
         xva, yva = trunk_features(t, val_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, desc="trunk features (val)")
         save_torch({"key": json.dumps(key), "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva}, cache)
     arch = config.HeadConfig()
+    torch.manual_seed(cfg.seed)  # the head's initial weights must not depend on whether the trunk was just built
     head = TransferHead(t.dim, len(classes), arch)
     train_ds, val_ds = TensorDataset(xtr, ytr), TensorDataset(xva, yva)
     val_loader = DataLoader(val_ds, batch_size=256)

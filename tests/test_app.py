@@ -176,8 +176,13 @@ def test_app_without_any_index_explains_what_to_do(tmp_path, trained):
     assert not engine.backends and set(engine.unavailable) == {"scratch", "pretrained", "transfer"}
     banner = app.missing_banner(engine)
     assert "prepare_demo.py" in banner and "build_index.py --encoder pretrained" in banner
-    demo = app.build_demo(engine)  # builds without crashing
-    assert isinstance(demo, gr.Blocks)
+    demo = app.build_demo(engine, work_dir=tmp_path / "work")
+    comps = {c["props"]["elem_id"]: c["props"] for c in demo.get_config_file()["components"]
+             if c["props"].get("elem_id")}
+    assert comps["missing-banner"]["value"].startswith("### ⚠️ No gallery index yet")
+    assert [c[0] for c in comps["encoder"]["choices"]] == [f"{n} — unavailable" for n in ("scratch", "pretrained",
+                                                                                           "transfer")]
+    assert comps["map"]["value"]["layer"] is None and not list((tmp_path / "work").rglob("map-*.json"))
     ui = app.App(engine, tmp_path / "work")
     assert "unavailable" in ui.label("transfer") and "build_index.py" in ui.info("transfer")
     with pytest.raises(gr.Error, match="unavailable"):

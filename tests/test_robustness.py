@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -70,8 +71,9 @@ def test_path_traversal_upload_names_stay_in_the_upload_dir(server, client, tmp_
         assert r.status_code == 200
         saved = Path(r.json()[0])
         assert ".." not in saved.parts and saved.name != "" and saved != target
-        gallery, _, _ = client.predict(handle_file(str(saved)) if saved.exists() else handle_file(str(jpeg)),
-                                    "scratch", 2, api_name="/search")
+        assert saved.is_file() and saved.read_bytes() == jpeg.read_bytes()  # the upload itself, kept in the cache
+        assert saved.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve() / "gradio")
+        gallery, _, _ = client.predict(handle_file(str(saved)), "scratch", 2, api_name="/search")
         assert len(gallery) == 2
     assert not target.exists()
 
@@ -160,6 +162,50 @@ def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path)
     for thumb in (root / "thumbnails").glob("[!.]*.jpg"):
         Image.open(thumb).load()
     assert load_index(root / "pretrained", enc).manifest["count"] == 300
+
+
+KILL_DURING_SWAP = """
+import os, runpy, signal, sys
+from pathlib import Path
+point, real = sys.argv[1], os.replace
+def replace(src, dst):
+    s, d = Path(src).name, Path(dst).name
+    if point == "before" and s.startswith(".pretrained.new-") and d == "pretrained":
+        os.kill(os.getpid(), signal.SIGKILL)  # the new index is complete, nothing is swapped yet
+    real(src, dst)
+    if point == "between" and s == "pretrained" and d == ".pretrained.old":
+        os.kill(os.getpid(), signal.SIGKILL)  # the old index is moved aside, the new one not yet in place
+os.replace = replace
+sys.argv = ["scripts/build_index.py", *sys.argv[2:]]
+runpy.run_path("scripts/build_index.py", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("point", ["before", "between"])
+def test_sigkill_during_the_swap_leaves_the_previous_index_serving(built, trained, dataset, tmp_path, point):
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    enc = EncoderStore(trained).load("pretrained", trunk=OFFLINE_TRUNK)
+    before = load_index(root / "pretrained", enc)
+    query = synthetic_image(0, np.random.default_rng(21))
+    answer = [(h.path, round(h.distance, 5)) for h in
+              SearchEngine(root, trained, names=("pretrained",)).search("pretrained", query, 6)]
+    r = run_script("-c", KILL_DURING_SWAP, point, "--encoder", "pretrained", "--data-dir", dataset, "--split", "train",
+                   "--out-dir", root, "--checkpoint-dir", trained, "--trunk", OFFLINE_TRUNK)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    if point == "between":
+        assert not (root / "pretrained").exists() and (root / ".pretrained.old").is_dir()  # really half-swapped
+    after = load_index(root / "pretrained", enc)  # recovers the half-done swap
+    assert after.manifest == before.manifest and after.manifest["count"] == 33
+    np.testing.assert_array_equal(after.embeddings, before.embeddings)
+    again = [(h.path, round(h.distance, 5)) for h in
+             SearchEngine(root, trained, names=("pretrained",)).search("pretrained", query, 6)]
+    assert again == answer
+    # The next build replaces it cleanly and leaves nothing of the killed one behind.
+    r = run_script("scripts/build_index.py", "--encoder", "pretrained", "--data-dir", dataset, "--split", "train",
+                   "--out-dir", root, "--checkpoint-dir", trained, "--trunk", OFFLINE_TRUNK)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert load_index(root / "pretrained", enc).manifest["count"] == 24 and not list(root.glob(".pretrained*"))
 
 
 def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
