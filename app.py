@@ -15,12 +15,13 @@ from search.demo import list_examples
 from search.encoders import REGISTRY
 from search.engine import Hit, SearchEngine
 from search.errors import BadImageError, LandmarkError
-from search.images import open_image
+from search.images import open_image, placeholder
 from search.index import thumbs_dir
 from search.mapview import MapView, allowed_files, file_url
-from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, calibration_figure, found_summary,
-                            gallery_items, hit_details, hits_json, map_value, metrics_row, metrics_summary,
-                            shared_by_all, verdict)
+from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broken_thumbnails_warning,
+                            calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
+                            metrics_row, metrics_summary, shared_by_all, verdict)
+from search.storage import atomic_path
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
 INTRO = """# 🗺️ Landmark Lens
@@ -67,6 +68,17 @@ class App:
         self.maps = {n: GalleryMap(b.index, f"t-SNE of the {n} gallery ({len(b.index.items)} images)", file_url)
                      for n, b in engine.backends.items()}
         self.layer_urls = {n: file_url(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
+        self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
+        if not self.missing_thumb.exists():
+            with atomic_path(self.missing_thumb) as tmp:
+                placeholder("thumbnail missing: rebuild the index").save(tmp, format="JPEG")
+
+    def _gallery(self, encoder: str, hits: list[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
+        """Gallery items; a missing or corrupt thumbnail shows a placeholder and a warning naming the fix."""
+        warning = broken_thumbnails_warning(hits, encoder)
+        if warning:
+            gr.Warning(warning)
+        return gallery_items(hits, in_all, self.missing_thumb)
 
     def label(self, name: str) -> str:
         if name in self.engine.backends:
@@ -109,7 +121,7 @@ class App:
                        f"{len(self.engine.backends[encoder].index.items)} images.")
         row = self.engine.gallery_photo(encoder, query_path)["row"] if query_path else None
         value = map_value(self.layer_urls[encoder], self.maps[encoder].query_traces(hits, query_row=row))
-        return gallery_items(hits), value, verdict(hits), hits, query_path
+        return self._gallery(encoder, hits), value, verdict(hits), hits, query_path
 
     def search(self, image, encoder: str, top_k: float):
         """Find the gallery photos most similar to a photo, under one of the three encoders.
@@ -229,7 +241,7 @@ class App:
                 maps.append(map_value(None, message=f"{name} is unavailable"))
                 notes.append("")
                 continue
-            galleries.append(gallery_items(hits[name], shared))
+            galleries.append(self._gallery(name, hits[name], shared))
             maps.append(self._small_map(name, state))
             notes.append(found_summary(hits[name], known_class) or verdict(hits[name]))
         agreement = agreement_summary({n: [h.path for h in hs] for n, hs in hits.items()}, k)

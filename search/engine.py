@@ -12,9 +12,9 @@ from PIL import Image
 
 from . import config
 from .encoders import REGISTRY, Encoder, EncoderStore, spec
-from .errors import LandmarkError
+from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
-from .images import open_image
+from .images import is_readable_jpeg, open_image
 from .index import GalleryIndex, index_path, load_index, read_manifest
 from .rank import Searcher
 
@@ -30,6 +30,7 @@ class Hit:
     distance: float
     thumbnail: Path
     p_same: float | None = None   # calibrated P(same landmark); None when the index is not calibrated
+    thumbnail_ok: bool = True     # False when the thumbnail file is missing or corrupt
 
 
 @dataclass
@@ -104,7 +105,8 @@ class SearchEngine:
         cal = b.index.calibration
         p = cal(dist[0]) if cal is not None else [None] * len(dist[0])
         return [Hit(r + 1, int(i), b.index.items[i]["path"], b.index.items[i]["class_name"], float(d),
-                    b.index.thumbnail_path(int(i)), None if pr is None else float(pr))
+                    b.index.thumbnail_path(int(i)), None if pr is None else float(pr),
+                    is_readable_jpeg(b.index.thumbnail_path(int(i))))
                 for r, (i, d, pr) in enumerate(zip(idx[0], dist[0], p))]
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
@@ -129,6 +131,11 @@ class SearchEngine:
         The gallery side works from its thumbnail: a deployed app has the index, not the dataset.
         """
         enc = self.backend(name).encoder
-        hit = open_image(self.gallery_photo(name, path)["thumbnail"])
+        thumb = self.gallery_photo(name, path)["thumbnail"]
+        try:
+            hit = open_image(thumb)
+        except (LandmarkError, OSError) as exc:
+            raise IndexError_(f"The thumbnail of {path} is missing or corrupt ({exc}): rebuild the index with "
+                              f"scripts/build_index.py --encoder {name}.") from exc
         exp = similarity_maps(enc, query, hit)
         return overlay(query, exp.query_map, enc.transform), overlay(hit, exp.hit_map, enc.transform), exp

@@ -91,3 +91,23 @@ def thumbnail(img: Image.Image, side: int = config.THUMBNAIL_SIZE) -> Image.Imag
     thumb = img.copy()
     thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
     return thumb
+
+
+def is_readable_jpeg(path: Path) -> bool:
+    """Cheap check that a thumbnail file is there and starts and ends like a JPEG (no decoding)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+            f.seek(-2, 2)
+            return head == b"\xff\xd8\xff" and f.read(2) == b"\xff\xd9"
+    except OSError:
+        return False
+
+
+def placeholder(text: str, size: tuple[int, int] = (256, 192)) -> Image.Image:
+    """A plain grey picture that says what is missing."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", size, (205, 205, 205))
+    ImageDraw.Draw(img).text((12, size[1] // 2 - 6), text, fill=(60, 60, 60))
+    return img

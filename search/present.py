@@ -33,9 +33,20 @@ def caption(hit: Hit, in_all: bool = False) -> str:
     return f"#{hit.rank} · {hit.class_name} · {confidence(hit)}" + (" · ✓ all 3" if in_all else "")
 
 
-def gallery_items(hits: Sequence[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
-    """(thumbnail path, caption) pairs, best first, for a gr.Gallery."""
-    return [(str(h.thumbnail), caption(h, h.path in in_all)) for h in hits]
+def gallery_items(hits: Sequence[Hit], in_all: set[str] = frozenset(),
+                  placeholder: Path | None = None) -> list[tuple[str, str]]:
+    """(thumbnail path, caption) pairs, best first, for a gr.Gallery; a broken thumbnail shows `placeholder`."""
+    return [(str(h.thumbnail if h.thumbnail_ok or placeholder is None else placeholder),
+             caption(h, h.path in in_all) + ("" if h.thumbnail_ok else " · thumbnail missing")) for h in hits]
+
+
+def broken_thumbnails_warning(hits: Sequence[Hit], encoder: str) -> str | None:
+    """A message naming the fix when some hits' thumbnails are missing or corrupt, else None."""
+    bad = [h.path for h in hits if not h.thumbnail_ok]
+    if not bad:
+        return None
+    return (f"{len(bad)} thumbnail(s) of the {encoder} index are missing or corrupt (e.g. for {bad[0]}): rebuild "
+            f"it with scripts/build_index.py --encoder {encoder}.")
 
 
 def is_confident(hits: Sequence[Hit]) -> bool:

@@ -23,7 +23,8 @@ from gradio_client import Client, handle_file
 
 from search.encoders import EncoderStore
 from search.engine import SearchEngine
-from search.index import load_index
+from search import config
+from search.index import load_index, manifest_checksum
 from search.trunks import OFFLINE_TRUNK
 from tests.conftest import ROOT, make_dataset, run_script, synthetic_image
 from tests.test_app import client, server  # noqa: F401  (the running app fixtures)
@@ -214,3 +215,50 @@ def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
     (root / "scratch" / "eval.json").write_text("{broken")
     idx = load_index(root / "scratch", EncoderStore(trained).load("scratch"))
     assert idx.eval_report() is None
+
+
+def test_upload_over_the_size_limit_gets_a_clear_message(server, client, tmp_path):  # noqa: F811
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + np.random.default_rng(0).bytes(config.MAX_UPLOAD_BYTES + 1024))
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        client.predict(handle_file(str(big)), "scratch", 3, api_name="/search")
+    r = httpx.post(server + "gradio_api/upload", files={"files": ("huge.jpg", big.read_bytes(), "image/jpeg")})
+    assert r.status_code == 413 and "exceeded maximum allowed size" in r.text
+
+
+def test_missing_or_corrupt_thumbnails_and_other_schema_get_clear_messages(built, trained, tmp_path):
+    import app
+
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    engine = SearchEngine(root, trained)
+    query = synthetic_image(1, np.random.default_rng(31))
+    first = engine.search("pretrained", query, 2)
+    # A corrupt thumbnail: the index still serves; the hit shows a placeholder and the page says what to do.
+    first[0].thumbnail.write_bytes(b"\xff\xd8\xff garbage")
+    ui = app.App(engine, tmp_path / "work")
+    warnings_seen = []
+    orig = app.gr.Warning
+    app.gr.Warning = warnings_seen.append
+    try:
+        gallery, *_ = ui.search(query, "pretrained", 2)
+    finally:
+        app.gr.Warning = orig
+    assert gallery[0][0] == str(ui.missing_thumb) and gallery[0][1].endswith("thumbnail missing")
+    assert gallery[1][0] == str(first[1].thumbnail)
+    assert warnings_seen and "rebuild it with scripts/build_index.py --encoder pretrained" in warnings_seen[0]
+    with pytest.raises(app.gr.Error, match="thumbnail of .* is missing or corrupt .*rebuild"):
+        ui.explain(query, "pretrained", first[0].path)
+    # A missing thumbnail: the index is refused at load, with the command that fixes it.
+    first[1].thumbnail.unlink()
+    engine = SearchEngine(root, trained)
+    assert "thumbnails missing" in engine.unavailable["pretrained"] and "rebuild" in engine.unavailable["pretrained"]
+    # An index written by another version of the format.
+    manifest_path = root / "scratch" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["schema_version"] = config.INDEX_SCHEMA_VERSION + 1
+    manifest["checksum"] = manifest_checksum(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    engine = SearchEngine(root, trained)
+    assert f"schema {config.INDEX_SCHEMA_VERSION + 1}" in engine.unavailable["scratch"]
+    assert "rebuild the index" in app.missing_banner(engine)
