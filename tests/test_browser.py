@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -13,13 +14,17 @@ from tests.test_app import server  # noqa: F401  (the running app fixture)
 webdriver = pytest.importorskip("selenium.webdriver")
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver (installed by .ci/run)")
 
 
 @pytest.fixture()
 def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (installed by .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {message}")
+        pytest.skip(message)
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -55,23 +60,59 @@ def _first_result_path(browser, wait) -> str:
     return browser.find_element(By.CSS_SELECTOR, "#detail-path textarea, #detail-path input").get_attribute("value")
 
 
-def test_upload_search_shows_gallery_and_map(server, browser, tmp_path):  # noqa: F811
+def test_perturbed_copy_finds_that_photo_first_and_the_search_button_honours_k(server, browser, dataset, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+
+    from PIL import Image, ImageEnhance
+
+    original = "train/00.Red_Stripes/00_train_3.jpg"
+    photo = tmp_path / "perturbed.jpg"
+    img = Image.open(dataset / original).convert("RGB")
+    ImageEnhance.Brightness(img.crop((2, 2, img.width - 2, img.height - 2))).enhance(1.08).save(photo, quality=85)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 9)  # default k
+    wait.until(_map_drawn)
+    assert "% same landmark" in browser.find_element(By.ID, "results").text
+    legend = browser.find_element(By.ID, "map").text
+    assert "your photo" in legend and "Blue Circles" in legend
+    assert _first_result_path(browser, wait) == original  # that very photo, not merely its class
+
+    k_box = browser.find_element(By.CSS_SELECTOR, "#top-k input[type=number]")
+    k_box.send_keys(Keys.CONTROL, "a")
+    k_box.send_keys("4", Keys.TAB)
+    wait.until(EC.element_to_be_clickable((By.ID, "search-button"))).click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 4)
+    assert "#4 ·" in browser.find_element(By.ID, "results").text and "#5 ·" not in browser.find_element(By.ID, "results").text
+
+
+def test_compare_tab_in_the_browser(server, browser, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
     photo = tmp_path / "photo.jpg"
-    synthetic_image(0, np.random.default_rng(11)).save(photo)
+    synthetic_image(2, np.random.default_rng(13)).save(photo)
     browser.get(server)
     wait = _wait_ready(browser)
-    upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]")))
-    upload.send_keys(str(photo))
-    wait.until(EC.element_to_be_clickable((By.ID, "search-button"))).click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) >= 9)
-    wait.until(_map_drawn)
-    captions = browser.find_element(By.ID, "results").text
-    assert "#1" in captions and "Red Stripes" in captions and "% same landmark" in captions
-    legend = browser.find_element(By.ID, "map").text
-    assert "your photo" in legend and "Blue Circles" in legend
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
+    tab[0].click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: "Do the encoders agree" in d.find_element(By.ID, "agreement").text)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot")
+                   .get_attribute("data-points") == "33")
+    assert "Green Checks" in browser.find_element(By.ID, "compare-transfer").text
+    # Linked brushing: a photo picked in one column is marked on all three maps.
+    browser.find_elements(By.CSS_SELECTOR, "#compare-transfer .thumbnail-item")[0].click()
+    wait.until(lambda d: "Selected" in d.find_element(By.ID, "compare-selected").text)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: "selected photo" in d.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot")
+                   .get_attribute("data-query"))
+    assert "transfer: #1" in browser.find_element(By.ID, "compare-selected").text
 
 
 def test_click_result_search_with_it_then_click_the_map(server, browser, tmp_path):  # noqa: F811
