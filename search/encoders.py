@@ -99,10 +99,18 @@ class Encoder:
         self.fingerprint, self.transform = fingerprint, transform
         self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
         self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
+        owner = getattr(head, "__self__", None)
+        self.modules = [m for m in (net, trunk, owner) if isinstance(m, nn.Module)]
         if net is not None:
             self._conv_maps, self._from_maps = net.conv_maps, net.embed_from_maps
         else:
             self._conv_maps, self._from_maps = trunk.conv_maps, lambda m: self.head(trunk.pool_maps(m))
+
+    def to(self, device: torch.device) -> "Encoder":
+        """Move the encoder's modules (a shared trunk moves once for all its encoders)."""
+        for m in self.modules:
+            m.to(device)
+        return self
 
     def conv_maps(self, batch: torch.Tensor) -> torch.Tensor:
         """Preprocessed batch -> the last convolutional feature map (differentiable; for explanations)."""

@@ -14,6 +14,7 @@ from . import config
 from .encoders import REGISTRY, Encoder, EncoderStore, spec
 from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
+from .gpu import gpu_task
 from .images import is_readable_jpeg, open_image
 from .index import GalleryIndex, index_path, load_index, read_manifest
 from .rank import Searcher
@@ -61,6 +62,7 @@ class SearchEngine:
         self.store = EncoderStore(checkpoint_dir, weights)
         self.backends: dict[str, Backend] = {}
         self.unavailable: dict[str, str] = {}
+        self._device = config.device()
         for name in names:
             try:
                 self.backends[name] = open_backend(self.store, self.index_root, name)
@@ -75,12 +77,26 @@ class SearchEngine:
             raise LandmarkError(f"The {name} encoder is unavailable: {self.unavailable[name]}")
         raise LandmarkError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
 
+    def on_device(self) -> torch.device:
+        """Move every loaded model to `config.device()` when that changed (on ZeroGPU: inside a GPU call)."""
+        device = config.device()
+        if device != self._device:
+            for b in self.backends.values():
+                b.encoder.to(device)
+            self._device = device
+        return device
+
+    @gpu_task
     def embed(self, name: str, image: Image.Image) -> np.ndarray:
         """One normalised RGB image -> its (D,) vector under encoder `name`."""
-        return self.backend(name).encoder.encode([image])[0]
+        encoder = self.backend(name).encoder
+        self.on_device()
+        return encoder.encode([image])[0]
 
+    @gpu_task
     def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
         """One image under several encoders, running each shared trunk only once."""
+        self.on_device()
         out: dict[str, np.ndarray] = {}
         trunk_feats: dict[int, torch.Tensor] = {}
         for name in names:
@@ -125,6 +141,11 @@ class SearchEngine:
         return {**index.items[row], "row": row, "thumbnail": index.thumbnail_path(row),
                 "xy": index.coords[row].tolist()}
 
+    @gpu_task
+    def _similarity_maps(self, enc: Encoder, query: Image.Image, hit: Image.Image) -> Explanation:
+        self.on_device()
+        return similarity_maps(enc, query, hit)
+
     def explain(self, name: str, query: Image.Image, path: str) -> tuple[Image.Image, Image.Image, Explanation]:
         """Heatmaps of what drives the similarity of `query` and the gallery photo at `path`, over both photos.
 
@@ -137,5 +158,5 @@ class SearchEngine:
         except (LandmarkError, OSError) as exc:
             raise IndexError_(f"The thumbnail of {path} is missing or corrupt ({exc}): rebuild the index with "
                               f"scripts/build_index.py --encoder {name}.") from exc
-        exp = similarity_maps(enc, query, hit)
+        exp = self._similarity_maps(enc, query, hit)
         return overlay(query, exp.query_map, enc.transform), overlay(hit, exp.hit_map, enc.transform), exp
