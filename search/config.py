@@ -54,10 +54,15 @@ CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confide
 CHANNELS_LAST = True
 COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"
 
-# Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend.
+# Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend (search/ann.py); the settings
+# were chosen by `scripts/benchmark.py --only ann` (README, "Approximate search").
 ANN_BACKEND = "faiss-hnsw"
 HNSW_M = 16
 HNSW_EF_SEARCH = 128
+IVF_NLIST = 4096                # coarse cells of IVF-PQ
+IVF_NPROBE = 32                 # cells searched per query
+PQ_M = 32                       # bytes per vector in the PQ codes
+ANN_RERANK = 256                # IVF-PQ candidates re-ranked by exact distance
 
 # Temp files older than this, left by a killed build, are removed by the next build.
 STALE_TEMP_SECONDS = 600
