@@ -25,7 +25,9 @@ from search import bench, config  # noqa: E402
 from search.cli import run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.images import open_image  # noqa: E402
-from search.index import GalleryIndex, encode_paths, write_index  # noqa: E402
+from search.build import encode_local  # noqa: E402
+from search.index import GalleryIndex  # noqa: E402
+from search.writer import write_index  # noqa: E402
 from search.rank import Searcher, top_k  # noqa: E402
 from search.trunks import Trunk  # noqa: E402
 
@@ -212,7 +214,6 @@ def bench_map_bytes(rng: np.random.Generator, sizes: tuple[int, ...] = (1_000, 5
 
 def bench_explain(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 5) -> None:
     """One "why similar" explanation (two heatmaps) per encoder, against one plain encode of the same photo."""
-    from search.engine import SearchEngine  # noqa: F401  (same import path as the app)
     from search.explain import overlay, similarity_maps
 
     query, hit = bench.synthetic_photo(rng, (640, 480)), bench.synthetic_photo(rng, (256, 192))
@@ -252,8 +253,8 @@ def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
     naive()  # warm-up
     best: dict[str, float] = {}
     for _ in range(3):  # interleaved rounds, best of each: this machine's speed drifts between runs
-        for name, fn in (("naive", naive), ("ours", lambda: encode_paths(enc, paths, None)),
-                         ("ours+thumbs", lambda: encode_paths(enc, paths, tmp / "thumbs"))):
+        for name, fn in (("naive", naive), ("ours", lambda: encode_local(enc, paths, None)),
+                         ("ours+thumbs", lambda: encode_local(enc, paths, tmp / "thumbs"))):
             t = time.perf_counter()
             fn()
             best[name] = max(best.get(name, 0.0), n / (time.perf_counter() - t))
@@ -325,12 +326,12 @@ def _scale_one(rng: np.random.Generator, n: int, n_query: int) -> None:
     flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
     row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
     t = time.perf_counter()
-    hnsw = Searcher(g, backend="faiss-hnsw")
+    ours = Searcher(g, backend=config.ANN_BACKEND)
     build_s = time.perf_counter() - t
-    hnsw_ms = bench.median_ms(lambda: [hnsw.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-    hnsw_rec = bench.recall_at_k(hnsw.search(q, 10)[0], exact_idx)
-    row(f"scale {n:,} x 256: FAISS HNSW (M={config.HNSW_M}, ef={config.HNSW_EF_SEARCH})", hnsw_ms, numpy_ms,
-        "ms", f"ours past 100k; recall@10 {hnsw_rec:.3f}; build {build_s:.0f} s")
+    ours_ms = bench.median_ms(lambda: [ours.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
+    ours_rec = bench.recall_at_k(ours.search(q, 10)[0], exact_idx)
+    row(f"scale {n:,} x 256: {config.ANN_BACKEND} (nprobe={config.IVF_NPROBE}, re-rank {config.ANN_RERANK})",
+        ours_ms, numpy_ms, "ms", f"ours past 100k; recall@10 {ours_rec:.3f}; build {build_s:.0f} s")
 
 
 def _gallery_and_queries(n: int, kind: str, n_query: int, dtype=np.float32, seed: int = 0):
@@ -395,8 +396,8 @@ def bench_ann(sizes: list[int], n_query: int = 50) -> None:
                     ms = bench.median_ms(lambda: [index.search(v[None], 10) for v in q[:20]], repeat=3, warmup=1) / 20
                     row(f"ann {n:,} x 256 {kind}: {name} {label}", ms, exact_ms, "ms",
                         f"recall@10 {rec:.3f}; build {build_s:.0f} s; baseline = exact search of one query")
-                del index
-            del g
+                index = None  # free it before the next candidate is built
+            g = q = None
 
 
 def bench_quality(index_dir: Path) -> None:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search import config  # noqa: E402
 from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
-from search.index import build_index  # noqa: E402
+from search.build import ENGINES, build_index  # noqa: E402
 
 
 def main() -> None:
@@ -21,11 +21,17 @@ def main() -> None:
     add_index_dir(p, "--out-dir")
     p.add_argument("--float16", action="store_true", help="store embeddings as float16 (half the size)")
     p.add_argument("--batch-size", type=int, default=config.ENCODE_BATCH_SIZE)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: DataLoader decoding workers; ray: encoder actors (default: half the cluster's CPUs)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: one process (small galleries); ray: Ray Data, on this machine or a cluster")
+    p.add_argument("--ray-address", default=None, help="a Ray cluster's address (default: start Ray locally)")
+    p.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs per encoder actor (ray)")
     add_model_args(p)
     a = p.parse_args()
     encoder = EncoderStore(a.checkpoint_dir, a.weights).load(a.encoder, trunk=a.trunk)
-    index = build_index(encoder, a.data_dir, a.split, a.index_dir, a.float16, a.batch_size, a.workers)
+    index = build_index(encoder, a.data_dir, a.split, a.index_dir, a.float16, a.batch_size, a.workers,
+                        engine=a.engine, ray_address=a.ray_address, num_gpus_per_worker=a.num_gpus_per_worker)
     m = index.manifest
     print(json.dumps({k: m[k] for k in ("encoder", "label", "trunk", "count", "dim", "skipped", "build_seconds")}
                      | {"path": str(index.path)}))

@@ -19,6 +19,18 @@ def _faiss():
     return faiss
 
 
+class Flat:
+    """FAISS exact search (a reference for the others)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.index = _faiss().IndexFlatL2(vectors.shape[1])
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        d2, idx = self.index.search(np.atleast_2d(queries).astype(np.float32), k)
+        return idx.astype(np.int64), np.sqrt(np.clip(d2, 0, None)).astype(np.float32)
+
+
 class HNSW:
     """FAISS HNSW over the full-precision vectors."""
 

@@ -6,16 +6,13 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 
-from . import config
-from .errors import BadImageError, DatasetError
+from .errors import DatasetError
 from .images import open_image
 
 
@@ -47,12 +44,13 @@ def find_classes(root: Path) -> list[str]:
     return classes
 
 
-class SafeImageFolder(datasets.ImageFolder):
-    """ImageFolder whose items never raise on a bad file: they come back as None plus the reason."""
+class ClassFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder listing of one split, with the train split's class ids; reading the photos is
+    `search.reader.PhotoReader`'s job (it skips undecodable ones)."""
 
-    def __init__(self, root: Path, transform: Callable | None, classes: Sequence[str] | None = None):
+    def __init__(self, root: Path, classes: Sequence[str] | None = None):
         self._fixed_classes = list(classes) if classes is not None else None
-        super().__init__(str(root), transform=transform, loader=open_image)
+        super().__init__(str(root), loader=open_image)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         """Use the train split's class list for every split so ids agree across splits."""
@@ -64,42 +62,10 @@ class SafeImageFolder(datasets.ImageFolder):
             raise DatasetError(f"{directory} has classes not in the train split: {sorted(unknown)}")
         return self._fixed_classes, {c: i for i, c in enumerate(self._fixed_classes)}
 
-    def __getitem__(self, index: int) -> tuple[int, Any, int, str | None]:
-        """(index, transformed image or None, class id, error message or None)."""
-        path, target = self.samples[index]
-        try:
-            img = self.loader(path)
-            return index, (self.transform(img) if self.transform else img), target, None
-        except (BadImageError, OSError, ValueError) as exc:
-            return index, None, target, f"{path}: {exc}"
-
-
-def collate_skip_bad(batch: list[tuple[int, Any, int, str | None]]) -> dict[str, Any]:
-    """Stack the good items of a batch and keep the error messages of the bad ones."""
-    good = [b for b in batch if b[1] is not None]
-    return {
-        "index": torch.tensor([b[0] for b in good], dtype=torch.long),
-        "image": torch.stack([b[1] for b in good]) if good else None,
-        "target": torch.tensor([b[2] for b in good], dtype=torch.long),
-        "errors": [b[3] for b in batch if b[3] is not None],
-    }
-
-
 def warn_bad(errors: list[str]) -> None:
     """Emit one warning per skipped image, naming it."""
     for err in errors:
         warnings.warn(f"skipping undecodable image {err}", UndecodableImageWarning, stacklevel=2)
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, workers: int | None = None,
-                seed: int = config.SEED) -> DataLoader:
-    """A DataLoader that decodes in worker processes and tolerates bad images."""
-    workers = config.num_workers() if workers is None else workers
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-        collate_fn=collate_skip_bad, persistent_workers=False,
-        generator=torch.Generator().manual_seed(seed),
-    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +82,7 @@ def list_items(root: Path, splits: Sequence[str], classes: Sequence[str]) -> lis
     """Every image file of the given splits as (absolute path, metadata), in a stable order."""
     out: list[tuple[Path, Item]] = []
     for split in splits:
-        ds = SafeImageFolder(split_dir(root, split), transform=None, classes=classes)
+        ds = ClassFolder(split_dir(root, split), classes=classes)
         for path, target in ds.samples:
             rel = Path(path).relative_to(root).as_posix()
             out.append((Path(path), Item(rel, target, display_name(classes[target]), split)))

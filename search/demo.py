@@ -18,7 +18,8 @@ from .errors import LandmarkError
 from .evaluate import evaluate, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
-from .index import build_index, index_path, is_current, load_index
+from .build import build_index
+from .index import index_path, is_current, load_index
 from .storage import atomic_path
 from .training import TRAINERS
 from .trunks import TrunkFallbackWarning

@@ -98,6 +98,7 @@ class Encoder:
         self.name, self.label, self.dim = name, label, dim
         self.fingerprint, self.transform = fingerprint, transform
         self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
+        self.recipe: dict | None = None  # set by EncoderStore.load
         self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
         owner = getattr(head, "__self__", None)
         self.modules = [m for m in (net, trunk, owner) if isinstance(m, nn.Module)]
@@ -258,7 +259,12 @@ class EncoderStore:
         """Build encoder `name`; `trunk` names the trunk (an index's manifest does, when loading one)."""
         s = spec(name)
         t = self.trunk(trunk, allow_fallback=allow_fallback and trunk is None) if s.uses_trunk else None
-        return s.build(self.checkpoint_path(name), t)
+        encoder = s.build(self.checkpoint_path(name), t)
+        # Enough to build the very same encoder in another process (a Ray worker): its fingerprint checks it.
+        encoder.recipe = {"name": name, "checkpoint_dir": str(self.checkpoint_dir.resolve()),
+                          "weights": str(Path(self.weights).resolve()) if self.weights else None,
+                          "trunk": encoder.trunk_name}
+        return encoder
 
 
 def trunk_label(name: str | None) -> str:

@@ -12,7 +12,8 @@ from .data import find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .calibration import Calibration, fit_calibration, pair_distances
-from .index import EVAL, GalleryIndex, attach_calibration, encode_paths
+from .build import encode_local
+from .index import EVAL, GalleryIndex, attach_calibration
 from .metrics import retrieval_report
 from .rank import top_k
 from .storage import write_json
@@ -40,7 +41,8 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
         raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train or all.")
     queries = list_items(data_root, ("test",), classes)
     started = time.perf_counter()
-    q_emb, kept, _ = encode_paths(encoder, [p for p, _ in queries], None, workers=workers, desc="encoding queries")
+    encoded = encode_local(encoder, [p for p, _ in queries], None, workers=workers, desc="encoding queries")
+    q_emb, kept = encoded.embeddings, encoded.kept
     encode_s = time.perf_counter() - started
     q_labels = np.array([queries[i][1].class_id for i in kept])
     g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])

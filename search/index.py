@@ -1,29 +1,21 @@
-"""Per-encoder gallery indexes on disk: build (reader -> encoder -> writer), verify, load."""
+"""Per-encoder gallery indexes on disk: the format, loading with verification, recovery of an interrupted
+swap, freshness. Building one is `search.build` (reader -> encoder -> writer); writing one is `search.writer`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from . import config
 from .calibration import Calibration
-from .data import display_name, find_classes, fingerprint_files, list_items, warn_bad
+from .data import find_classes, fingerprint_files, list_items
 from .encoders import Encoder
-from .errors import BadImageError, IndexError_
-from .images import open_image, thumbnail
-from .projection import tsne_2d
+from .errors import IndexError_
 from .storage import atomic_path, sha256_file, write_json
 
 EMBEDDINGS, METADATA, COORDS, MANIFEST, EVAL = "embeddings.npy", "metadata.json", "tsne.npy", "manifest.json", "eval.json"
@@ -38,57 +30,6 @@ def split_names(split: str) -> tuple[str, ...]:
 def thumbs_dir(index_root: Path) -> Path:
     """The thumbnails store shared by every encoder's index under `index_root`."""
     return Path(index_root) / config.THUMBNAIL_DIRNAME
-
-
-class GalleryImages(Dataset):
-    """Reads gallery files: decodes, preprocesses, and writes each one's thumbnail (once, atomically)."""
-
-    def __init__(self, paths: Sequence[Path], transform: Callable, thumbs: Path | None):
-        self.paths, self.transform, self.thumbs = list(paths), transform, thumbs
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            data = Path(self.paths[i]).read_bytes()
-            img = open_image(data)
-            name = hashlib.sha256(data).hexdigest()[:24] + ".jpg"
-            if self.thumbs is not None and not (self.thumbs / name).exists():
-                with atomic_path(self.thumbs / name) as tmp:
-                    thumbnail(img).save(tmp, format="JPEG", quality=config.THUMBNAIL_QUALITY)
-            return i, self.transform(img), name, None
-        except (BadImageError, OSError, ValueError) as exc:
-            return i, None, None, f"{self.paths[i]}: {exc}"
-
-
-def _collate(batch):
-    good = [b for b in batch if b[1] is not None]
-    return {"index": [b[0] for b in good], "image": torch.stack([b[1] for b in good]) if good else None,
-            "thumb": [b[2] for b in good], "errors": [b[3] for b in batch if b[3] is not None]}
-
-
-def encode_paths(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
-                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                 desc: str = "encoding") -> tuple[np.ndarray, list[int], list[str]]:
-    """Embed image files with DataLoader workers decoding ahead of the forward pass.
-
-    Returns (embeddings of the decodable files, their positions in `paths`, their thumbnail names);
-    undecodable files are skipped with a warning naming them.
-    """
-    workers = config.num_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(GalleryImages(paths, encoder.transform, thumbs), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=_collate)
-    vecs, kept, names = [], [], []
-    for batch in tqdm(loader, desc=desc, unit="batch"):
-        warn_bad(batch["errors"])
-        if batch["image"] is None:
-            continue
-        vecs.append(encoder.embed(batch["image"]).numpy())
-        kept += batch["index"]
-        names += batch["thumb"]
-    emb = np.concatenate(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)
-    return emb, kept, names
 
 
 @dataclass
@@ -147,7 +88,7 @@ def index_path(index_root: Path, encoder: str) -> Path:
 def read_manifest(index_dir: Path) -> dict:
     """The manifest of an index, or a clear error when there is none or it is unreadable."""
     path = Path(index_dir) / MANIFEST
-    _recover(Path(index_dir))
+    recover(Path(index_dir))
     if not path.is_file():
         raise IndexError_(f"No index at {index_dir}: run scripts/build_index.py --encoder {Path(index_dir).name}.")
     try:
@@ -238,90 +179,11 @@ def attach_calibration(index: GalleryIndex, cal: Calibration) -> GalleryIndex:
     return index
 
 
-def _remove_stale_temp_files(folder: Path, older_than_s: float = config.STALE_TEMP_SECONDS) -> None:
-    """Delete temp files a killed writer left behind (old enough that no live writer still owns them)."""
-    cutoff = time.time() - older_than_s
-    for tmp in folder.glob(".*.tmp"):
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _recover(final: Path) -> None:
+def recover(final: Path) -> None:
     """Finish a swap that was interrupted between its two renames."""
     old = final.with_name(f".{final.name}.old")
     if not final.exists() and old.is_dir():
         os.replace(old, final)
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Replace the index directory `final` with `tmp`: the old one stays loadable until the new one is complete."""
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        _recover(final)
-        shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path, float16: bool = False,
-                batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                tsne_cfg: config.TsneConfig = config.TsneConfig()) -> GalleryIndex:
-    """Encode a dataset split into `index_root/<encoder>/` (+ shared thumbnails), atomically."""
-    data_root, index_root = Path(data_root), Path(index_root)
-    started = time.time()
-    classes = find_classes(data_root)
-    pairs = list_items(data_root, split_names(split), classes)
-    if not pairs:
-        raise IndexError_(f"No images found under {data_root} for split {split!r}.")
-    thumbs = thumbs_dir(index_root)
-    thumbs.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(thumbs)
-    emb, kept, names = encode_paths(encoder, [p for p, _ in pairs], thumbs, batch_size, workers,
-                                    desc=f"indexing {encoder.name}")
-    if len(kept) == 0:
-        raise IndexError_(f"None of the {len(pairs)} images under {data_root} could be decoded.")
-    items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(kept, names)]
-    coords = tsne_2d(emb, tsne_cfg)
-    meta = {"split": split, "dataset_root": str(data_root), "skipped": len(pairs) - len(kept),
-            "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
-            "classes": [display_name(c) for c in classes], "class_folders": classes,
-            "build_seconds": round(time.time() - started, 1)}
-    return load_index(write_index(index_root, encoder, emb, items, coords, meta, float16), encoder)
-
-
-def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, items: list[dict],
-                coords: np.ndarray, meta: dict, float16: bool = False) -> Path:
-    """Write arrays + metadata + manifest into a temp dir and swap it in as `index_root/<encoder>/`."""
-    index_root = Path(index_root)
-    final = index_path(index_root, encoder.name)
-    for stale in index_root.glob(f".{encoder.name}.new-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=index_root, prefix=f".{encoder.name}.new-"))
-    try:
-        np.save(tmp / EMBEDDINGS, embeddings.astype(np.float16 if float16 else np.float32))
-        np.save(tmp / COORDS, coords.astype(np.float32))
-        (tmp / METADATA).write_text(json.dumps(items))
-        manifest = {
-            "schema_version": config.INDEX_SCHEMA_VERSION,
-            "encoder": encoder.name, "label": encoder.label, "trunk": encoder.trunk_name,
-            "encoder_fingerprint": encoder.fingerprint, "dim": int(embeddings.shape[1]), "count": int(len(items)),
-            "dtype": "float16" if float16 else "float32", "thumbnails": config.THUMBNAIL_DIRNAME,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **meta,
-            "files": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
-        }
-        manifest["checksum"] = manifest_checksum(manifest)
-        write_json(manifest, tmp / MANIFEST)
-        _swap_into_place(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def is_current(index_root: Path, encoder: Encoder, data_root: Path, split: str) -> bool:

@@ -1,11 +1,11 @@
-"""Exact nearest-neighbour ranking over L2-normalised vectors (and FAISS for very large galleries)."""
+"""Exact nearest-neighbour ranking over L2-normalised vectors (and approximate search for very large galleries)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import config
+from . import ann, config
 
 
 def top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +30,8 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray,
 
 
 class Searcher:
-    """Top-k over one gallery: exact by default, FAISS HNSW past `config.EXACT_SEARCH_LIMIT`.
+    """Top-k over one gallery: exact by default; past `config.EXACT_SEARCH_LIMIT` the approximate index that
+    `scripts/benchmark.py --only ann` chose (`config.ANN_BACKEND`: IVF-PQ with exact re-ranking).
 
     The exact search runs in torch, the same thread pool as the encoders: measured on 2 cores, a NumPy
     (OpenBLAS) product between two forward passes made the next forward ~30% slower.
@@ -40,26 +41,22 @@ class Searcher:
         self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
         self._gallery_t = torch.from_numpy(self.gallery)
         self.backend = backend or (config.ANN_BACKEND if len(gallery) > config.EXACT_SEARCH_LIMIT else "exact")
-        self._faiss = None
-        if self.backend != "exact":
-            import faiss  # imported only when a large gallery needs it
-
-            dim = self.gallery.shape[1]
-            if self.backend == "faiss-flat":
-                index = faiss.IndexFlatL2(dim)
-            else:
-                index = faiss.IndexHNSWFlat(dim, config.HNSW_M)
-                index.hnsw.efSearch = config.HNSW_EF_SEARCH
-            index.add(self.gallery)
-            self._faiss = index
+        self._ann = None
+        if self.backend == "faiss-flat":
+            self._ann = ann.Flat(self.gallery)
+        elif self.backend == "faiss-hnsw":
+            self._ann = ann.HNSW(self.gallery)
+        elif self.backend == "faiss-ivfpq":
+            nlist = int(min(config.IVF_NLIST, max(16, 4 * np.sqrt(len(self.gallery)))))  # the usual 4 sqrt(N) cells
+            self._ann = ann.IVFPQRerank(self.gallery, nlist=nlist)
+        elif self.backend != "exact":
+            raise ValueError(f"unknown search backend {self.backend!r}")
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, distances), nearest first."""
-        if self._faiss is None:
+        if self._ann is None:
             return self._exact(queries, k)
-        k = min(int(k), len(self.gallery))
-        d2, idx = self._faiss.search(np.atleast_2d(queries).astype(np.float32), k)
-        return idx.astype(np.int64), np.sqrt(np.clip(d2, 0, None)).astype(np.float32)
+        return self._ann.search(queries, min(int(k), len(self.gallery)))
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = torch.from_numpy(np.atleast_2d(np.asarray(queries, dtype=np.float32)))

@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from . import config
-from .data import SafeImageFolder, find_classes, make_loader, split_dir, stratified_split, warn_bad
+from .data import ClassFolder, find_classes, split_dir, stratified_split, warn_bad
 from .encoders import EncoderStore, ScratchNet, TransferHead, arch_dict, scratch_transform
 from .errors import LandmarkError
+from .reader import PhotoReader, make_loader
 from .storage import save_torch
 from .trunks import Trunk
 
@@ -116,9 +117,9 @@ def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf):
     classes = find_classes(data_dir)
     if len(classes) < 2:
         raise LandmarkError(f"{data_dir}/train needs at least 2 class folders, found {len(classes)}.")
-    train_all = SafeImageFolder(split_dir(data_dir, "train"), train_tf, classes)
-    eval_all = SafeImageFolder(split_dir(data_dir, "train"), eval_tf, classes)
-    tr_idx, va_idx = stratified_split(train_all.targets, cfg.val_fraction, cfg.seed)
+    listing = ClassFolder(split_dir(data_dir, "train"), classes)
+    train_all, eval_all = PhotoReader(listing.samples, train_tf), PhotoReader(listing.samples, eval_tf)
+    tr_idx, va_idx = stratified_split(listing.targets, cfg.val_fraction, cfg.seed)
     return classes, Subset(train_all, tr_idx.tolist()), Subset(eval_all, va_idx.tolist())
 
 

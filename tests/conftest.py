@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from search import config  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
-from search.index import build_index  # noqa: E402
+from search.build import build_index  # noqa: E402
 from search.trunks import OFFLINE_TRUNK  # noqa: E402
 
 def run_script(*args) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from search.encoders import EncoderStore
 from search.errors import BadImageError, DatasetError
 from search.fetch import from_zip, verify_layout
 from search.images import open_image
-from search.index import build_index
+from search.build import build_index
 from tests.conftest import ROOT, make_dataset
 
 

@@ -6,7 +6,8 @@ import json
 
 from search.encoders import EncoderStore
 from search.evaluate import evaluate
-from search.index import build_index, load_index
+from search.build import build_index
+from search.index import load_index
 from search.trunks import OFFLINE_TRUNK
 
 

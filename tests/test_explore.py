@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from tests.conftest import synthetic_image
 from tests.test_app import client, server  # noqa: F401  (the running app fixtures)
 

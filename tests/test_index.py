@@ -8,10 +8,12 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from search import index as index_mod
+from search import writer as writer_mod
 from search.encoders import EncoderStore
 from search.engine import SearchEngine
 from search.errors import IndexError_
-from search.index import CHECKED_FILES, build_index, load_index, read_manifest
+from search.build import build_index
+from search.index import CHECKED_FILES, load_index, read_manifest
 from search.trunks import OFFLINE_TRUNK
 
 
@@ -100,7 +102,7 @@ def test_interrupted_build_leaves_old_index_intact(built, tmp_path, trained, dat
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(index_mod, "write_json", killed)  # dies after the arrays, before the manifest
+    monkeypatch.setattr(writer_mod, "write_json", killed)  # dies after the arrays, before the manifest
     with pytest.raises(KeyboardInterrupt):
         build_index(enc, dataset, "train", idx_root, workers=0)
     assert (idx_root / "pretrained" / "embeddings.npy").read_bytes() == before

@@ -116,7 +116,7 @@ def test_tsne_is_seeded_and_separates_clusters():
     assert min(np.linalg.norm(means[i] - means[j]) for i in range(3) for j in range(i + 1, 3)) > 3 * spread
 
 
-def test_large_galleries_switch_to_faiss_hnsw_with_high_recall(monkeypatch):
+def test_large_galleries_switch_to_approximate_search_with_high_recall(monkeypatch):
     from search import config
     from search.bench import clustered_unit_vectors, recall_at_k
 
@@ -126,9 +126,28 @@ def test_large_galleries_switch_to_faiss_hnsw_with_high_recall(monkeypatch):
     assert Searcher(g).backend == "exact"
     monkeypatch.setattr(config, "EXACT_SEARCH_LIMIT", 1000)
     ann = Searcher(g)
-    assert ann.backend == config.ANN_BACKEND == "faiss-hnsw"
+    assert ann.backend == config.ANN_BACKEND == "faiss-ivfpq"
     idx, dist = ann.search(q, 10)
     exact_idx, exact_dist = top_k(q, g, 10)
     assert recall_at_k(idx, exact_idx) >= 0.95
     assert (np.diff(dist, axis=1) >= -1e-6).all()
     np.testing.assert_allclose(dist[:, 0], exact_dist[:, 0], atol=1e-3)
+
+
+def test_large_gallery_map_is_fitted_on_a_sample_and_the_rest_placed_into_it():
+    rng = np.random.default_rng(1)
+    centres = _unit(rng, 4, 16)
+    labels = rng.integers(0, 4, 400)
+    x = centres[labels] + 0.1 * rng.normal(size=(400, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    from search import config
+
+    cfg = config.TsneConfig(fit_limit=100)
+    coords = tsne_2d(x, cfg)
+    assert coords.shape == (400, 2) and np.isfinite(coords).all()
+    sample = np.sort(np.random.default_rng(cfg.seed).choice(400, 100, replace=False))
+    np.testing.assert_array_equal(coords[sample], tsne_2d(x[sample], cfg))  # the sample's own map, unchanged
+    rest = np.setdiff1d(np.arange(400), sample)
+    # Each placed photo lands among its own cluster's sampled photos on the map.
+    d = np.linalg.norm(coords[rest][:, None, :] - coords[sample][None, :, :], axis=2)
+    assert np.mean(labels[sample][d.argmin(axis=1)] == labels[rest]) >= 0.95

@@ -26,8 +26,8 @@ def test_scratch_training_lowers_loss_and_checkpoint_loads(dataset, tmp_path):
     assert res.val_acc == round(ckpt["val_acc"], 4) and res.best_epoch == ckpt["epoch"]
     assert json.loads(res.json())["val_acc"] == res.val_acc
     _, _, val_set = _train_val_sets(dataset, FAST_TRAIN, scratch_transform(), scratch_transform())
-    x = torch.stack([val_set[i][1] for i in range(len(val_set))])
-    y = torch.tensor([val_set[i][2] for i in range(len(val_set))])
+    x = torch.stack([val_set[i]["image"] for i in range(len(val_set))])
+    y = torch.tensor([val_set[i]["target"] for i in range(len(val_set))])
     net = ScratchNet(len(enc.classes))
     net.load_state_dict(ckpt["state_dict"])
     with torch.no_grad():

@@ -13,7 +13,7 @@ from search.bench import free_port
 from search.encoders import EncoderStore
 from search.engine import SearchEngine
 from search.evaluate import evaluate, save_evaluation
-from search.index import build_index
+from search.build import build_index
 from search.training import train_transfer
 from tests.conftest import FAST_TRAIN, synthetic_image
 
