@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search import config  # noqa: E402
 from search.cli import add_data_dir, add_index_dir, add_model_args, run  # noqa: E402
 from search.demo import prepare, summary_table  # noqa: E402
+from search.encoders import REGISTRY, TRAINABLE  # noqa: E402
 
 
 def main() -> int:
@@ -20,11 +21,11 @@ def main() -> int:
     src.add_argument("--url", default=config.DATASET_URL, help="where to download the dataset zip from")
     add_index_dir(p)
     add_model_args(p)
-    p.add_argument("--scratch-epochs", type=int, default=config.TrainConfig().epochs)
-    p.add_argument("--transfer-epochs", type=int, default=config.TrainConfig().epochs)
+    for name in TRAINABLE:  # --scratch-epochs, --transfer-epochs: defaults from each encoder's spec
+        p.add_argument(f"--{name}-epochs", type=int, default=REGISTRY[name].epochs)
     a = p.parse_args()
     results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
-                             a.trunk, {"scratch": a.scratch_epochs, "transfer": a.transfer_epochs}, url=a.url)
+                             a.trunk, {n: getattr(a, f"{n}_epochs") for n in TRAINABLE}, url=a.url)
     print()
     print(summary_table(results))
     for note in notes:

@@ -9,16 +9,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search import config  # noqa: E402
 from search.cli import add_data_dir, add_model_args, run  # noqa: E402
-from search.encoders import EncoderStore, spec  # noqa: E402
-from search.training import TRAINERS  # noqa: E402
+from search.encoders import TRAINABLE, EncoderStore, spec  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     d = config.TrainConfig()
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--encoder", required=True, choices=sorted(TRAINERS))
+    p.add_argument("--encoder", required=True, choices=TRAINABLE)
     add_data_dir(p)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=None, help="default: the encoder spec's")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default: <checkpoint-dir>/<name>.pt)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -36,7 +35,8 @@ def main() -> None:
     out = a.out or a.checkpoint_dir / spec(a.encoder).checkpoint
     store = EncoderStore(a.checkpoint_dir, a.weights)
     kwargs = {"trunk": a.trunk} if spec(a.encoder).uses_trunk else {}
-    result = TRAINERS[a.encoder](a.data_dir, out, a.epochs, store, cfg, fresh=a.fresh, **kwargs)
+    result = spec(a.encoder).train(a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg, fresh=a.fresh,
+                                   **kwargs)
     print(result.json())
 
 

@@ -93,7 +93,6 @@ class HeadConfig:
 class TrainConfig:
     """Optimisation settings shared by both trained encoders."""
 
-    epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -21,7 +21,6 @@ from .images import open_image, thumbnail
 from .build import build_index
 from .index import index_path, is_current, load_index
 from .storage import atomic_path
-from .training import TRAINERS
 from .trunks import TrunkFallbackWarning
 
 Log = Callable[[str], None]
@@ -110,14 +109,14 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
         try:
             if spec.uses_trunk and trunk is None:
                 raise LandmarkError("no trunk available")
-            if name in TRAINERS:
+            if spec.train is not None:
                 try:
                     store.load(name, trunk=trunk)
                 except LandmarkError:
                     log(f"{name}: training")
                     kwargs = {"trunk": trunk} if spec.uses_trunk else {}
-                    fit = TRAINERS[name](data_dir, store.checkpoint_path(name),
-                                         epochs.get(name, train_cfg.epochs), store, train_cfg, **kwargs)
+                    fit = spec.train(data_dir, store.checkpoint_path(name), epochs.get(name, spec.epochs),
+                                     store, train_cfg, **kwargs)
                     res.notes.append(f"trained, val acc {fit.val_acc:.3f}")
             encoder = store.load(name, trunk=trunk)
             res.label = encoder.label

@@ -156,8 +156,13 @@ def _load_checkpoint(path: Path, encoder: str) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise WeightsUnavailableError(f"{path} is not a readable checkpoint ({exc}); retrain it.") from exc
-    if ckpt.get("encoder") != encoder:
-        raise WeightsUnavailableError(f"{path} holds a {ckpt.get('encoder')!r} model, not {encoder!r}.")
+    if not isinstance(ckpt, dict) or ckpt.get("encoder") != encoder:
+        found = ckpt.get("encoder") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise WeightsUnavailableError(f"{path} holds a {found!r} model, not {encoder!r}.")
+    missing = [k for k in REGISTRY[encoder].checkpoint_keys if k not in ckpt]
+    if missing:
+        raise WeightsUnavailableError(f"{path} is not a {encoder} checkpoint of this version (no {', '.join(missing)}); "
+                                      f"retrain it with scripts/train.py --encoder {encoder}.")
     return ckpt
 
 
@@ -202,29 +207,51 @@ def arch_dict(cfg: config.ScratchConfig | config.HeadConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
+def _trainer(fn_name: str) -> Callable[..., object]:
+    """A training recipe of search.training, imported when called (training imports this module)."""
+    def train(*args, **kwargs):
+        from . import training
+
+        return getattr(training, fn_name)(*args, **kwargs)
+    train.__name__ = fn_name
+    return train
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
-    """One encoder of the product: what it is, what it needs, how to build it."""
+    """Everything about one encoder of the product: what it is, its backbone, how it is trained (and for how long
+    by default), its checkpoint's file and format, and how to build it. Adding an encoder touches this table."""
 
     name: str
     title: str
     description: str
-    uses_trunk: bool
-    checkpoint: str | None               # file name under the checkpoint dir, None if untrained
+    backbone: str                        # "scratch-cnn" (its own net) or "imagenet-trunk" (a shared trunk)
     build: Callable[[Path | None, Trunk | None], Encoder]
+    checkpoint: str | None = None        # file name under the checkpoint dir; None: nothing trained
+    checkpoint_keys: tuple[str, ...] = ()  # what the checkpoint must hold (checked when loading)
+    train: Callable[..., object] | None = None   # (data_dir, out, epochs, store, cfg, fresh=, [trunk=]) -> FitResult
+    epochs: int | None = None            # training default
+
+    @property
+    def uses_trunk(self) -> bool:
+        return self.backbone == "imagenet-trunk"
 
 
 REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
     EncoderSpec("scratch", "Scratch CNN",
                 "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
-                False, "scratch.pt", build_scratch),
+                "scratch-cnn", build_scratch, "scratch.pt", ("encoder", "state_dict", "classes", "arch"),
+                _trainer("train_scratch"), epochs=30),
     EncoderSpec("pretrained", "Pretrained ImageNet CNN",
                 "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
-                True, None, build_pretrained),
+                "imagenet-trunk", build_pretrained),
     EncoderSpec("transfer", "Transfer learning",
                 "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark itself.",
-                True, "transfer_head.pt", build_transfer),
+                "imagenet-trunk", build_transfer, "transfer_head.pt",
+                ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"),
+                _trainer("train_transfer"), epochs=30),
 )}
+TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.train is not None)
 ENCODER_NAMES = tuple(REGISTRY)
 
 

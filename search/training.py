@@ -189,5 +189,3 @@ def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
                {"classes": classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint},
                "transfer", cfg, fresh, log)
 
-
-TRAINERS: dict[str, Callable[..., FitResult]] = {"scratch": train_scratch, "transfer": train_transfer}
