@@ -265,6 +265,33 @@ def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
         "also writes 256-px thumbnails, which the naive loop does not", higher_is_better=True)
 
 
+def bench_engines(tmp: Path, rng: np.random.Generator, n: int = 192) -> None:
+    """The same index build on Ray Data (started locally, already running) and on the local engine."""
+    from search import ray_engine
+    from search.build import build_index
+
+    root = tmp / "engine-data"
+    for i in range(n):
+        c = (i // 4) % 8
+        d = root / ("train" if i % 4 else "test") / f"{c:02d}.Place_{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        bench.synthetic_photo(rng, (400, 300)).save(d / f"{i}.jpg", quality=90)
+    enc = EncoderStore(tmp / "none").load("pretrained", trunk="efficientnet_lite0")
+    t = time.perf_counter()
+    ray_engine.start()
+    start_s = time.perf_counter() - t
+    rates: dict[str, float] = {}
+    for _ in range(2):  # interleaved rounds, best of each
+        for engine in ("local", "ray"):
+            t = time.perf_counter()
+            idx = build_index(enc, root, "all", tmp / f"engine-{engine}", engine=engine,
+                              workers=1 if engine == "ray" else None)
+            rates[engine] = max(rates.get(engine, 0.0), idx.manifest["count"] / (time.perf_counter() - t))
+    row(f"index build, {n} images, --engine ray vs --engine local", rates["ray"], rates["local"], "img/s",
+        f"this 2-core machine, 1 encoder actor; Ray itself took {start_s:.0f} s to start; the point is that the same "
+        "command scales out", higher_is_better=True)
+
+
 MEMORY_SCRIPT = r"""
 import sys, json
 sys.path.insert(0, {root!r})
@@ -365,12 +392,12 @@ def _exact_top10(g: np.ndarray, q: np.ndarray) -> np.ndarray:
     return best_i
 
 
-def bench_ann(sizes: list[int], n_query: int = 50) -> None:
+def bench_ann(sizes: list[int], n_query: int = 50, kinds: tuple[str, ...] = ("clustered", "uniform")) -> None:
     """Approximate search candidates at scale: recall@10 against exact search and the latency of one query."""
     from search import ann
 
     for n in sizes:
-        for kind in ("clustered", "uniform"):
+        for kind in kinds:
             big = n > 2_000_000
             g, q = _gallery_and_queries(n, kind, n_query, np.float16 if big else np.float32)
             exact = _exact_top10(g, q)
@@ -428,8 +455,9 @@ def main() -> None:
     p.add_argument("--index-dir", type=Path, default=config.INDEX_DIR, help="prepared indexes for the quality rows")
     p.add_argument("--scale", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--ann", type=int, nargs="+", default=[1_000_000], help="gallery sizes of the ANN rows")
+    p.add_argument("--ann-kinds", nargs="+", default=["clustered", "uniform"], choices=["clustered", "uniform"])
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (saves ~1 min)")
-    parts = ["encode", "search", "e2e", "map", "explain", "build", "memory", "scale", "ann", "quality"]
+    parts = ["encode", "search", "e2e", "map", "explain", "build", "engines", "memory", "scale", "ann", "quality"]
     p.add_argument("--only", nargs="+", choices=parts)
     a = p.parse_args()
     only = set(a.only or parts)
@@ -469,12 +497,14 @@ def main() -> None:
             bench_explain(weights, tmp, rng)
         if "build" in only:
             bench_build(tmp, rng, 192)
+        if "engines" in only:
+            bench_engines(tmp, rng)
         if "memory" in only:
             bench_memory(weights, tmp)
         if "scale" in only:
             bench_scale(rng, a.scale)
         if "ann" in only:
-            bench_ann(a.ann)
+            bench_ann(a.ann, kinds=tuple(a.ann_kinds))
         if "quality" in only:
             bench_quality(a.index_dir)
     tqdm.write(f"total {time.time() - started:.0f} s")

@@ -99,7 +99,7 @@ def encode_ray(encoder: Encoder, paths: Sequence[Path], thumbs: Path, index_root
         ds = ray.data.from_items([{"position": i, "path": str(p)} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, min(len(paths) // batch_size, 64)))
         ds = ds.map_batches(EncodeBatch, batch_size=batch_size, batch_format="numpy",
-                            concurrency=actors, num_gpus=num_gpus_per_worker or None,
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=num_gpus_per_worker or None,
                             fn_constructor_kwargs={"recipe": encoder.recipe, "fingerprint": encoder.fingerprint,
                                                    "thumbs": str(thumbs), "fault_marker": os.environ.get(FAULT_ENV)},
                             max_restarts=RETRIES, max_task_retries=RETRIES)
