@@ -33,8 +33,13 @@ RETRIES = 3
 class EncodeBatch:
     """A Ray Data callable class: one encoder per worker actor, on the worker's GPU when it has one."""
 
-    def __init__(self, recipe: dict, fingerprint: str, thumbs: str, fault_marker: str | None = None):
+    def __init__(self, recipe: dict, fingerprint: str, thumbs: str, fault_marker: str | None = None,
+                 threads: int = 1):
+        import torch
+
         from .encoders import EncoderStore
+
+        torch.set_num_threads(threads)  # Ray starts workers with one thread; use the CPUs this actor reserved
 
         store = EncoderStore(Path(recipe["checkpoint_dir"]), Path(recipe["weights"]) if recipe["weights"] else None)
         self.encoder = store.load(recipe["name"], trunk=recipe["trunk"])
@@ -93,7 +98,11 @@ def encode_ray(encoder: Encoder, paths: Sequence[Path], thumbs: Path, index_root
     start(address)
     for stale in Path(index_root).glob(f".{encoder.name}.shards-*"):  # left by a killed build
         shutil.rmtree(stale, ignore_errors=True)
-    actors = workers or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
+    cpus = int(ray.available_resources().get("CPU", 1))
+    actors = workers or max(1, cpus // 2)
+    # Each actor reserves one CPU (the rest stays free for Ray's read and write tasks) but may run torch on its
+    # share of the node's cores.
+    threads = max(1, cpus // actors) if not num_gpus_per_worker else 1
     shards = Path(tempfile.mkdtemp(dir=index_root, prefix=f".{encoder.name}.shards-"))
     try:
         ds = ray.data.from_items([{"position": i, "path": str(p)} for i, p in enumerate(paths)],
@@ -101,7 +110,8 @@ def encode_ray(encoder: Encoder, paths: Sequence[Path], thumbs: Path, index_root
         ds = ds.map_batches(EncodeBatch, batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=num_gpus_per_worker or None,
                             fn_constructor_kwargs={"recipe": encoder.recipe, "fingerprint": encoder.fingerprint,
-                                                   "thumbs": str(thumbs), "fault_marker": os.environ.get(FAULT_ENV)},
+                                                   "thumbs": str(thumbs), "fault_marker": os.environ.get(FAULT_ENV),
+                                                   "threads": threads},
                             max_restarts=RETRIES, max_task_retries=RETRIES)
         ds.write_parquet(str(shards))
         import pyarrow.parquet as pq
