@@ -497,6 +497,9 @@ def get_args() -> argparse.Namespace:
                    help="dataset root, named in the preparation hint (the app itself serves only thumbnails)")
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR)
     p.add_argument("--weights", type=Path, default=None, help="local VGG16 state dict")
+    p.add_argument("--gallery", type=Path, default=None,
+                   help="any folder of photos (flat, class sub-folders, or train/test): index it with every available "
+                        "encoder (reusing indexes that are current) and serve it")
     p.add_argument("--share", action="store_true")
     return p.parse_args()
 
@@ -516,5 +519,19 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
 
 if __name__ == "__main__":
     args = get_args()
+    if args.gallery is not None:
+        from search.cli import run
+        from search.demo import gallery_index_dir, prepare_gallery, summary_table
+
+        def index_gallery() -> None:
+            if args.index_dir == config.INDEX_DIR:
+                args.index_dir = gallery_index_dir(args.gallery)
+            print(summary_table(prepare_gallery(args.gallery, args.index_dir, args.checkpoint_dir, args.weights)))
+
+        try:
+            run(index_gallery)
+        except SystemExit as exc:
+            if exc.code:
+                raise
     launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share,
            args.data_dir)

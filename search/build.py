@@ -12,10 +12,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
-from .data import display_name, find_classes, fingerprint_files, list_items, warn_bad
+from .data import display_name, effective_split, fingerprint_files, gallery_items, warn_bad
 from .encoders import Encoder
 from .errors import IndexError_
-from .index import GalleryIndex, load_index, split_names, thumbs_dir
+from .index import GalleryIndex, load_index, thumbs_dir
 from .projection import tsne_2d
 from .reader import PhotoReader, make_loader
 from .writer import remove_stale_temp_files, write_index, write_thumbnails
@@ -69,13 +69,15 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                 tsne_cfg: config.TsneConfig = config.TsneConfig(), engine: str = "local",
                 ray_address: str | None = None, num_gpus_per_worker: float = 0.0) -> GalleryIndex:
-    """Encode a dataset split into `index_root/<encoder>/` (+ shared thumbnails), atomically, on either engine."""
+    """Encode a photo folder into `index_root/<encoder>/` (+ shared thumbnails), atomically, on either engine.
+
+    The folder may have train/ and test/ (then `split` picks from them), class sub-folders, or just photos.
+    """
     if engine not in ENGINES:
         raise IndexError_(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     data_root, index_root = Path(data_root), Path(index_root)
     started = time.time()
-    classes = find_classes(data_root)
-    pairs = list_items(data_root, split_names(split), classes)
+    classes, pairs = gallery_items(data_root, split)
     if not pairs:
         raise IndexError_(f"No images found under {data_root} for split {split!r}.")
     thumbs = thumbs_dir(index_root)
@@ -94,7 +96,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
     t = time.perf_counter()
     coords = tsne_2d(enc.embeddings, tsne_cfg)
     stages = {**enc.stages, "map": time.perf_counter() - t}
-    meta = {"split": split, "dataset_root": str(data_root), "skipped": len(pairs) - len(enc.kept),
+    meta = {"split": effective_split(data_root, split), "dataset_root": str(data_root), "skipped": len(pairs) - len(enc.kept),
             "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
             "classes": [display_name(c) for c in classes], "class_folders": classes,
             "build_seconds": round(time.time() - started, 1),

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from torchvision import datasets
 
+from . import config
 from .errors import DatasetError
 from .images import open_image
 
@@ -87,6 +88,58 @@ def list_items(root: Path, splits: Sequence[str], classes: Sequence[str]) -> lis
             rel = Path(path).relative_to(root).as_posix()
             out.append((Path(path), Item(rel, target, display_name(classes[target]), split)))
     return out
+
+
+LAYOUTS = ("splits", "classes", "flat")
+GALLERY_SPLIT = "gallery"  # the split recorded for photos of a folder without train/ and test/
+
+
+def split_names(split: str) -> tuple[str, ...]:
+    """'all' -> both splits; otherwise the one split."""
+    return config.SPLITS if split == "all" else (split,)
+
+
+def _is_photo(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in datasets.folder.IMG_EXTENSIONS
+
+
+def detect_layout(root: Path) -> str:
+    """'splits' (train/ and test/ with class folders), 'classes' (class folders, no splits) or 'flat' (photos)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"No such folder: {root}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return "splits"
+    subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if any(_is_photo(f) for d in subdirs for f in d.rglob("*")):
+        return "classes"
+    if any(_is_photo(f) for f in root.iterdir()):
+        return "flat"
+    raise DatasetError(f"No photos in {root}: give a folder of photos, of class sub-folders, or with train/ and test/.")
+
+
+def effective_split(root: Path, split: str) -> str:
+    """The split an index of `root` records: the one asked for where splits exist, else 'gallery'."""
+    return split if detect_layout(root) == "splits" else GALLERY_SPLIT
+
+
+def gallery_items(root: Path, split: str) -> tuple[list[str], list[tuple[Path, Item]]]:
+    """The class folders and the photos of any photo folder: the train/test layout (only `split` of it), class
+    sub-folders without splits, or a flat folder of photos (one class named after the folder)."""
+    root = Path(root)
+    layout = detect_layout(root)
+    if layout == "splits":
+        classes = find_classes(root)
+        return classes, list_items(root, split_names(split), classes)
+    if layout == "classes":
+        classes, _ = datasets.folder.find_classes(str(root))
+        classes = [c for c in classes if not c.startswith(".")]
+        listing = ClassFolder(root, classes)
+        return classes, [(Path(p), Item(Path(p).relative_to(root).as_posix(), t, display_name(classes[t]),
+                                        GALLERY_SPLIT)) for p, t in listing.samples]
+    name = root.resolve().name or "photos"
+    photos = sorted(f for f in root.iterdir() if _is_photo(f))
+    return [name], [(f, Item(f.name, 0, display_name(name), GALLERY_SPLIT)) for f in photos]
 
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

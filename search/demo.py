@@ -3,6 +3,7 @@ Every step is skipped when its output is already current; a step that fails is r
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 import traceback
@@ -159,3 +160,35 @@ def summary_table(results: list[StepLog]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def gallery_index_dir(photo_dir: Path, root: Path = config.INDEX_DIR) -> Path:
+    """Where `app.py --gallery DIR` keeps DIR's indexes: one folder per photo folder, named after it."""
+    resolved = Path(photo_dir).resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    return Path(root) / "galleries" / f"{resolved.name or 'photos'}-{digest}"
+
+
+def prepare_gallery(photo_dir: Path, index_root: Path, checkpoint_dir: Path, weights: Path | None = None,
+                    trunk: str | None = None, log: Log = print) -> list[StepLog]:
+    """Index any photo folder with every encoder that can be loaded, reusing indexes that are current."""
+    store = EncoderStore(checkpoint_dir, weights)
+    results = []
+    for name in REGISTRY:
+        res, started = StepLog(name), time.time()
+        results.append(res)
+        try:
+            encoder = store.load(name, trunk=trunk)
+            res.label = encoder.label
+            if is_current(index_root, encoder, photo_dir, "all"):
+                index = load_index(index_path(index_root, name), encoder)
+                log(f"{name}: index is current")
+            else:
+                log(f"{name}: building index of {photo_dir}")
+                index = build_index(encoder, photo_dir, "all", index_root)
+                res.notes.append("index built")
+            res.gallery = index.manifest["count"]
+        except LandmarkError as exc:
+            res.notes.append(f"unavailable: {exc}")
+        res.seconds = round(time.time() - started, 1)
+    return results

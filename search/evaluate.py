@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import find_classes, list_items
+from .data import detect_layout, find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .calibration import Calibration, fit_calibration, pair_distances
@@ -32,6 +32,9 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     """Precision@1/5/10 and mAP@10 of `encoder` on the test split against the index's train items, and
     the distance -> P(same landmark) curve fitted on every (test photo, train photo) pair."""
     folders = index.manifest["class_folders"]
+    if detect_layout(data_root) != "splits":
+        raise IndexError_(f"{data_root} has no train/ and test/ split, so there is nothing to measure: metrics need "
+                          "test photos of known landmarks searched against train photos.")
     classes = find_classes(data_root)
     if classes != folders:
         raise IndexError_(f"{data_root} has classes {len(classes)} that differ from the index's {len(folders)}: "

@@ -13,18 +13,13 @@ import numpy as np
 
 from . import config
 from .calibration import Calibration
-from .data import find_classes, fingerprint_files, list_items
+from .data import effective_split, fingerprint_files, gallery_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .storage import atomic_path, sha256_file, write_json
 
 EMBEDDINGS, METADATA, COORDS, MANIFEST, EVAL = "embeddings.npy", "metadata.json", "tsne.npy", "manifest.json", "eval.json"
 CHECKED_FILES = (EMBEDDINGS, METADATA, COORDS)
-
-
-def split_names(split: str) -> tuple[str, ...]:
-    """'all' -> both splits; otherwise the one split."""
-    return config.SPLITS if split == "all" else (split,)
 
 
 def thumbs_dir(index_root: Path) -> Path:
@@ -190,9 +185,10 @@ def is_current(index_root: Path, encoder: Encoder, data_root: Path, split: str) 
     """Whether the index on disk was built by this very encoder from this very data."""
     try:
         manifest = read_manifest(index_path(index_root, encoder.name))
-        classes = find_classes(data_root)
-        items = [it for _, it in list_items(data_root, split_names(split), classes)]
+        _, pairs = gallery_items(data_root, split)
+        items = [it for _, it in pairs]
     except Exception:
         return False
-    return (manifest["encoder_fingerprint"] == encoder.fingerprint and manifest["split"] == split
+    return (manifest["encoder_fingerprint"] == encoder.fingerprint
+            and manifest["split"] == effective_split(data_root, split)
             and manifest["dataset_fingerprint"] == fingerprint_files(data_root, items))

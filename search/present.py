@@ -60,8 +60,8 @@ def verdict(hits: Sequence[Hit]) -> str:
         return ""
     best = hits[0]
     if best.p_same is None:
-        return (f"Best match: **{best.class_name}** (d={best.distance:.3f}). Match confidence is not calibrated "
-                "for this index yet: run `scripts/evaluate.py`.")
+        return (f"Best match: **{best.class_name}** (d={best.distance:.3f}). Match confidence is not calibrated for "
+                "this gallery: that needs test photos of known landmarks (`scripts/evaluate.py`).")
     if best.p_same < config.CONFIDENT_P_SAME:
         return (f"⚠️ **No confident match in this gallery: these are the closest photos.** The best one is "
                 f"{best.p_same:.0%} likely to show the same landmark.")
