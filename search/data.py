@@ -107,7 +107,8 @@ def detect_layout(root: Path) -> str:
     """'splits' (train/ and test/ with class folders), 'classes' (class folders, no splits) or 'flat' (photos)."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"No such folder: {root}")
+        raise DatasetError(f"No such folder: {root} (give a folder of photos, or get the landmark dataset with "
+                           "scripts/get_data.py).")
     if (root / "train").is_dir() and (root / "test").is_dir():
         return "splits"
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
