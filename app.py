@@ -232,7 +232,8 @@ class App:
                 hits[name] = self.engine.search_vector(name, vec, k)
             except LandmarkError as exc:
                 raise gr.Error(str(exc)) from exc
-        shared = shared_by_all({n: [h.path for h in hs] for n, hs in hits.items()})
+        paths = {n: [h.path for h in hs] for n, hs in hits.items()}
+        shared = shared_by_all(paths)
         state = {"hits": hits, "query_path": query_path, "k": k}
         galleries, maps, notes = [], [], []
         for name in REGISTRY:
@@ -244,7 +245,7 @@ class App:
             galleries.append(self._gallery(name, hits[name], shared))
             maps.append(self._small_map(name, state))
             notes.append(found_summary(hits[name], known_class) or verdict(hits[name]))
-        agreement = agreement_summary({n: [h.path for h in hs] for n, hs in hits.items()}, k)
+        agreement = agreement_summary(paths, k)
         return (*galleries, *maps, *notes, agreement, state)
 
     def _small_map(self, name: str, state: dict, highlight: str | None = None) -> dict:
@@ -289,9 +290,9 @@ class App:
             vectors = {n: self.engine.backends[n].index.embeddings[p["row"]] for n, p in photos.items()}
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
-        known = next(iter(photos.values()))["class_name"] if photos else None
-        return (*self._compare(vectors, int(top_k), known, query_path=path),
-                str(next(iter(photos.values()))["thumbnail"]) if photos else gr.skip())
+        photo = next(iter(photos.values()), None)
+        return (*self._compare(vectors, int(top_k), photo and photo["class_name"], query_path=path),
+                str(photo["thumbnail"]) if photo else gr.skip())
 
     def brusher(self, column: str):
         """The select handler of one compare column (Gradio reads `evt`'s type from the handler's signature)."""

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
-from .data import display_name, effective_split, fingerprint_files, gallery_items, warn_bad
+from .data import display_name, fingerprint_files, gallery_items, warn_bad
 from .encoders import Encoder
 from .errors import IndexError_
 from .index import GalleryIndex, load_index, thumbs_dir
@@ -77,7 +77,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
         raise IndexError_(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     data_root, index_root = Path(data_root), Path(index_root)
     started = time.time()
-    classes, pairs = gallery_items(data_root, split)
+    classes, pairs, recorded_split = gallery_items(data_root, split)
     if not pairs:
         raise IndexError_(f"No images found under {data_root} for split {split!r}.")
     thumbs = thumbs_dir(index_root)
@@ -96,7 +96,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
     t = time.perf_counter()
     coords = tsne_2d(enc.embeddings, tsne_cfg)
     stages = {**enc.stages, "map": time.perf_counter() - t}
-    meta = {"split": effective_split(data_root, split), "dataset_root": str(data_root), "skipped": len(pairs) - len(enc.kept),
+    meta = {"split": recorded_split, "dataset_root": str(data_root), "skipped": len(pairs) - len(enc.kept),
             "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
             "classes": [display_name(c) for c in classes], "class_folders": classes,
             "build_seconds": round(time.time() - started, 1),

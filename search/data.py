@@ -83,14 +83,17 @@ def list_items(root: Path, splits: Sequence[str], classes: Sequence[str]) -> lis
     """Every image file of the given splits as (absolute path, metadata), in a stable order."""
     out: list[tuple[Path, Item]] = []
     for split in splits:
-        ds = ClassFolder(split_dir(root, split), classes=classes)
-        for path, target in ds.samples:
-            rel = Path(path).relative_to(root).as_posix()
-            out.append((Path(path), Item(rel, target, display_name(classes[target]), split)))
+        out += _items(root, ClassFolder(split_dir(root, split), classes=classes).samples, classes, split)
     return out
 
 
-LAYOUTS = ("splits", "classes", "flat")
+def _items(root: Path, samples: Sequence[tuple[str, int]], classes: Sequence[str],
+           split: str) -> list[tuple[Path, Item]]:
+    """ImageFolder samples as (absolute path, metadata relative to `root`)."""
+    return [(Path(p), Item(Path(p).relative_to(root).as_posix(), t, display_name(classes[t]), split))
+            for p, t in samples]
+
+
 GALLERY_SPLIT = "gallery"  # the split recorded for photos of a folder without train/ and test/
 
 
@@ -119,28 +122,22 @@ def detect_layout(root: Path) -> str:
     raise DatasetError(f"No photos in {root}: give a folder of photos, of class sub-folders, or with train/ and test/.")
 
 
-def effective_split(root: Path, split: str) -> str:
-    """The split an index of `root` records: the one asked for where splits exist, else 'gallery'."""
-    return split if detect_layout(root) == "splits" else GALLERY_SPLIT
-
-
-def gallery_items(root: Path, split: str) -> tuple[list[str], list[tuple[Path, Item]]]:
-    """The class folders and the photos of any photo folder: the train/test layout (only `split` of it), class
-    sub-folders without splits, or a flat folder of photos (one class named after the folder)."""
+def gallery_items(root: Path, split: str) -> tuple[list[str], list[tuple[Path, Item]], str]:
+    """The class folders, the photos and the split an index records, for any photo folder: the train/test layout
+    (only `split` of it), class sub-folders without splits, or a flat folder of photos (one class named after
+    the folder); the last two record the split 'gallery'."""
     root = Path(root)
     layout = detect_layout(root)
     if layout == "splits":
         classes = find_classes(root)
-        return classes, list_items(root, split_names(split), classes)
+        return classes, list_items(root, split_names(split), classes), split
     if layout == "classes":
         classes, _ = datasets.folder.find_classes(str(root))
         classes = [c for c in classes if not c.startswith(".")]
-        listing = ClassFolder(root, classes)
-        return classes, [(Path(p), Item(Path(p).relative_to(root).as_posix(), t, display_name(classes[t]),
-                                        GALLERY_SPLIT)) for p, t in listing.samples]
+        return classes, _items(root, ClassFolder(root, classes).samples, classes, GALLERY_SPLIT), GALLERY_SPLIT
     name = root.resolve().name or "photos"
-    photos = sorted(f for f in root.iterdir() if _is_photo(f))
-    return [name], [(f, Item(f.name, 0, display_name(name), GALLERY_SPLIT)) for f in photos]
+    photos = sorted(str(f) for f in root.iterdir() if _is_photo(f))
+    return [name], _items(root, [(f, 0) for f in photos], [name], GALLERY_SPLIT), GALLERY_SPLIT
 
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,13 +14,13 @@ from typing import Callable
 
 from . import config
 from .data import display_name, find_classes, list_items
-from .encoders import REGISTRY, EncoderStore
+from .encoders import REGISTRY, Encoder, EncoderStore
 from .errors import LandmarkError
 from .evaluate import evaluate, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
 from .build import build_index
-from .index import index_path, is_current, load_index
+from .index import GalleryIndex, index_path, is_current, load_index
 from .storage import atomic_path
 from .trunks import TrunkFallbackWarning
 
@@ -78,6 +78,21 @@ class StepLog:
     notes: list[str] = field(default_factory=list)
 
 
+def current_index(encoder: Encoder, data_dir: Path, split: str, index_root: Path, res: StepLog,
+                  log: Log) -> GalleryIndex:
+    """The encoder's index of `data_dir`: loaded when it is current, else built; noted in `res`."""
+    res.label = encoder.label
+    if is_current(index_root, encoder, data_dir, split):
+        index = load_index(index_path(index_root, encoder.name), encoder)
+        log(f"{encoder.name}: index is current")
+    else:
+        log(f"{encoder.name}: building index of {data_dir}")
+        index = build_index(encoder, data_dir, split, index_root)
+        res.notes.append("index built")
+    res.gallery = index.manifest["count"]
+    return index
+
+
 def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Path | None = None,
             from_dir: Path | None = None, weights: Path | None = None, trunk: str | None = None,
             epochs: dict[str, int] | None = None, train_cfg: config.TrainConfig = config.TrainConfig(),
@@ -120,15 +135,7 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
                                      store, train_cfg, **kwargs)
                     res.notes.append(f"trained, val acc {fit.val_acc:.3f}")
             encoder = store.load(name, trunk=trunk)
-            res.label = encoder.label
-            if is_current(index_root, encoder, data_dir, "train"):
-                index = load_index(index_path(index_root, name), encoder)
-                log(f"{name}: index is current")
-            else:
-                log(f"{name}: building index")
-                index = build_index(encoder, data_dir, "train", index_root)
-                res.notes.append("index built")
-            res.gallery = index.manifest["count"]
+            index = current_index(encoder, data_dir, "train", index_root, res, log)
             report = index.eval_report()
             if report is None or index.calibration is None:
                 log(f"{name}: evaluating and calibrating match confidence")
@@ -178,16 +185,7 @@ def prepare_gallery(photo_dir: Path, index_root: Path, checkpoint_dir: Path, wei
         res, started = StepLog(name), time.time()
         results.append(res)
         try:
-            encoder = store.load(name, trunk=trunk)
-            res.label = encoder.label
-            if is_current(index_root, encoder, photo_dir, "all"):
-                index = load_index(index_path(index_root, name), encoder)
-                log(f"{name}: index is current")
-            else:
-                log(f"{name}: building index of {photo_dir}")
-                index = build_index(encoder, photo_dir, "all", index_root)
-                res.notes.append("index built")
-            res.gallery = index.manifest["count"]
+            current_index(store.load(name, trunk=trunk), photo_dir, "all", index_root, res, log)
         except LandmarkError as exc:
             res.notes.append(f"unavailable: {exc}")
         res.seconds = round(time.time() - started, 1)

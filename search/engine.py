@@ -120,10 +120,12 @@ class SearchEngine:
         idx, dist = b.searcher.search(vector[None, :], k)
         cal = b.index.calibration
         p = cal(dist[0]) if cal is not None else [None] * len(dist[0])
-        return [Hit(r + 1, int(i), b.index.items[i]["path"], b.index.items[i]["class_name"], float(d),
-                    b.index.thumbnail_path(int(i)), None if pr is None else float(pr),
-                    is_readable_jpeg(b.index.thumbnail_path(int(i))))
-                for r, (i, d, pr) in enumerate(zip(idx[0], dist[0], p))]
+        hits = []
+        for r, (i, d, pr) in enumerate(zip(idx[0], dist[0], p)):
+            item, thumb = b.index.items[i], b.index.thumbnail_path(int(i))
+            hits.append(Hit(r + 1, int(i), item["path"], item["class_name"], float(d), thumb,
+                            None if pr is None else float(pr), is_readable_jpeg(thumb)))
+        return hits
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
         """Ranked hits for a normalised RGB image."""
@@ -135,11 +137,10 @@ class SearchEngine:
         return self.search_vector(name, index.embeddings[index.row_of(path)], k)
 
     def gallery_photo(self, name: str, path: str) -> dict:
-        """Metadata of a gallery photo (path, class, thumbnail, map position) under encoder `name`."""
+        """Metadata of a gallery photo (path, class, row, thumbnail) under encoder `name`."""
         index = self.backend(name).index
         row = index.row_of(path)
-        return {**index.items[row], "row": row, "thumbnail": index.thumbnail_path(row),
-                "xy": index.coords[row].tolist()}
+        return {**index.items[row], "row": row, "thumbnail": index.thumbnail_path(row)}
 
     @gpu_task
     def _similarity_maps(self, enc: Encoder, query: Image.Image, hit: Image.Image) -> Explanation:

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config
 from .calibration import Calibration
-from .data import effective_split, fingerprint_files, gallery_items
+from .data import fingerprint_files, gallery_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .storage import atomic_path, sha256_file, write_json
@@ -185,10 +185,9 @@ def is_current(index_root: Path, encoder: Encoder, data_root: Path, split: str) 
     """Whether the index on disk was built by this very encoder from this very data."""
     try:
         manifest = read_manifest(index_path(index_root, encoder.name))
-        _, pairs = gallery_items(data_root, split)
+        _, pairs, recorded_split = gallery_items(data_root, split)
         items = [it for _, it in pairs]
     except Exception:
         return False
-    return (manifest["encoder_fingerprint"] == encoder.fingerprint
-            and manifest["split"] == effective_split(data_root, split)
+    return (manifest["encoder_fingerprint"] == encoder.fingerprint and manifest["split"] == recorded_split
             and manifest["dataset_fingerprint"] == fingerprint_files(data_root, items))

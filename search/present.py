@@ -132,8 +132,7 @@ class GalleryMap:
                   "legend": {"itemsizing": "constant", "font": {"size": 10},
                              "title": {"text": "class (click to toggle)"}},
                   "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"}, "uirevision": "keep"}
-        thumbs = index.thumbs
-        meta = {"thumb_base": thumb_url(thumbs / "x")[:-1], "thumbs": [it["thumb"] for it in index.items],
+        meta = {"thumb_base": thumb_url(index.thumbs) + "/", "thumbs": [it["thumb"] for it in index.items],
                 "paths": [it["path"] for it in index.items], "classes": [it["class_name"] for it in index.items]}
         layout = json.loads(go.Figure(layout=layout).to_json())["layout"]  # resolves the template by name
         self.layer_json = json.dumps({"data": data, "layout": layout, "meta": meta}, separators=(",", ":"))
@@ -187,8 +186,8 @@ def map_value(layer_url: str | None, traces: Sequence[dict] = (), **layout: obje
 def calibration_figure(curves: dict[str, Calibration]) -> go.Figure:
     """P(same landmark) against distance, one line per encoder: the same distance means different things."""
     fig = go.Figure()
+    d = np.linspace(0.0, 2.0, 201)
     for label, cal in curves.items():
-        d = np.linspace(0.0, 2.0, 201)
         fig.add_trace(go.Scatter(x=d, y=cal(d), mode="lines", name=label,
                                  hovertemplate="d=%{x:.2f}: %{y:.0%} same landmark<extra></extra>"))
     fig.add_hline(y=config.CONFIDENT_P_SAME, line_dash="dot", line_color="#888",
