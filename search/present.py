@@ -178,9 +178,10 @@ class GalleryMap:
         return traces
 
 
-def map_value(layer_url: str | None, traces: Sequence[dict] = (), **layout: object) -> dict:
-    """What the map component receives per search: where its gallery layer is, plus the query layer."""
-    return {"layer": layer_url, "traces": list(traces), "layout": layout}
+def map_value(layer_url: str | None, traces: Sequence[dict] = (), message: str = "", **layout: object) -> dict:
+    """What the map component receives per search: where its gallery layer is, plus the query layer (or, with no
+    layer, the message it shows instead)."""
+    return {"layer": layer_url, "traces": list(traces), "layout": layout, "message": message}
 
 
 def calibration_figure(curves: dict[str, Calibration]) -> go.Figure:

@@ -203,4 +203,5 @@ def test_app_with_some_indexes_serves_those(tmp_path, built, trained):
     assert "No index" in ui.info("transfer")
     out = ui.compare(synthetic_image(1, np.random.default_rng(0)), 3)
     assert [len(g) for g in out[:3]] == [3, 3, 0] and out[5]["layer"] is None
+    assert out[5]["message"] == "transfer is unavailable"  # what the map shows in place of a plot
     assert "scratch ∩ pretrained" in out[9] and "transfer" not in out[9]
