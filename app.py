@@ -9,10 +9,12 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from search import config
 from search.demo import list_examples
 from search.encoders import REGISTRY
+from search.encoders import Encoder
 from search.engine import Hit, SearchEngine
 from search.errors import BadImageError, LandmarkError
 from search.images import open_image, placeholder
@@ -20,8 +22,10 @@ from search.index import thumbs_dir
 from search.mapview import MapView, allowed_files, file_url
 from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broken_thumbnails_warning,
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
-                            metrics_row, metrics_summary, shared_by_all, verdict)
+                            metrics_row, metrics_summary, shared_by_all, verdict, UNCALIBRATED_PRIVATE)
+from search.sessions import PrivateGalleries
 from search.storage import atomic_path
+from search.visitor import PrivateFiles, visitor_of
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
 INTRO = """# 🗺️ Landmark Lens
@@ -62,10 +66,12 @@ class PhotoInput(gr.Image):
 class App:
     """Event handlers over the engine, plus what is precomputed for display: one map layer per encoder."""
 
-    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR):
+    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR, private: bool = False):
         self.engine = engine
         self.work_dir = Path(work_dir)
-        self.maps = {n: GalleryMap(b.index, f"t-SNE of the {n} gallery ({len(b.index.items)} images)", file_url)
+        self.private = private
+        title = "t-SNE of your photos under {n} ({c} photos)" if private else "t-SNE of the {n} gallery ({c} images)"
+        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)), file_url)
                      for n, b in engine.backends.items()}
         self.layer_urls = {n: file_url(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
         self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
@@ -121,7 +127,10 @@ class App:
                        f"{len(self.engine.backends[encoder].index.items)} images.")
         row = self.engine.gallery_photo(encoder, query_path)["row"] if query_path else None
         value = map_value(self.layer_urls[encoder], self.maps[encoder].query_traces(hits, query_row=row))
-        return self._gallery(encoder, hits), value, verdict(hits), hits, query_path
+        return self._gallery(encoder, hits), value, self.verdict(hits), hits, query_path
+
+    def verdict(self, hits: list[Hit]) -> str:
+        return verdict(hits, UNCALIBRATED_PRIVATE if self.private else None)
 
     def search(self, image, encoder: str, top_k: float):
         """Find the gallery photos most similar to a photo, under one of the three encoders.
@@ -244,7 +253,7 @@ class App:
                 continue
             galleries.append(self._gallery(name, hits[name], shared))
             maps.append(self._small_map(name, state))
-            notes.append(found_summary(hits[name], known_class) or verdict(hits[name]))
+            notes.append(found_summary(hits[name], known_class) or self.verdict(hits[name]))
         agreement = agreement_summary(paths, k)
         return (*galleries, *maps, *notes, agreement, state)
 
@@ -317,6 +326,161 @@ class App:
         return (*maps, f"Selected **{name}** (magenta on every map) — " + " · ".join(where), path)
 
 
+LANDMARKS, MINE = "landmarks", "mine"  # the two galleries every view can search
+
+
+class Site:
+    """The whole app: the landmark gallery's views, and each visitor's private gallery with the same views.
+
+    Every UI event carries two session states after its inputs: which gallery is shown (`source`) and the token
+    of the session's private gallery (`mine`). API callers never set `source`, so `search` & co. search the
+    landmark gallery and `search_mine` the caller's own.
+    """
+
+    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR):
+        self.landmarks = App(engine, work_dir)
+        self.galleries = PrivateGalleries(Path(work_dir) / config.SESSIONS_DIRNAME, self.encoders)
+        self._encoders: dict[str, Encoder] | None = None
+        self._views: dict[str, App] = {}
+
+    def encoders(self) -> dict[str, Encoder]:
+        """Every encoder this machine can load, shared with the landmark gallery (loaded once)."""
+        if self._encoders is None:
+            engine = self.landmarks.engine
+            loaded = {n: b.encoder for n, b in engine.backends.items()}
+            trunk = next((e.trunk_name for e in loaded.values() if e.trunk is not None), None)
+            for name in REGISTRY:
+                if name not in loaded:
+                    try:
+                        loaded[name] = engine.store.load(name, trunk=trunk)
+                    except LandmarkError:
+                        continue
+            self._encoders = {n: loaded[n] for n in REGISTRY if n in loaded}
+        return self._encoders
+
+    def view(self, source: str | None, mine: str | None) -> App:
+        """The views of the gallery a session is looking at."""
+        if source != MINE:
+            return self.landmarks
+        gallery = self.galleries.get(mine)
+        if gallery is None:
+            self._views.pop(mine or "", None)
+            raise gr.Error("You have no gallery of your own yet (or it expired after "
+                           f"{config.MY_GALLERY.ttl_seconds // 60} minutes): build one in the Your photos tab.")
+        if mine not in self._views:
+            self._views[mine] = App(gallery.engine, gallery.folder, private=True)
+        return self._views[mine]
+
+    def forget(self, mine: str | None) -> None:
+        """A session ended or its gallery expired: delete its gallery."""
+        self._views.pop(mine or "", None)
+        self.galleries.drop(mine)
+
+    # -- Your photos ------------------------------------------------------------------------------------------
+
+    def my_gallery(self, files: list[str] | None, mine: str | None, request: gr.Request,
+                   progress: gr.Progress = gr.Progress()):
+        """Build your own private gallery from photos or zips (sub-folders name groups), with every available encoder.
+
+        Args:
+            files: photos (JPEG, PNG, WebP, HEIC, AVIF, ...) and/or zip files of them.
+        Returns:
+            a short status: how many photos, groups and encoders, and how long the build took
+        """
+        owner = visitor_of(request.headers if request is not None else None)
+        try:
+            gallery = self.galleries.build(owner, [f for f in files or [] if f],
+                                           lambda f, what: progress(f, desc=what))
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+        if mine and mine != gallery.token:
+            self.forget(mine)
+        return gallery.summary(), gallery.token
+
+    def preview(self, mine: str | None) -> dict:
+        """The map of a freshly built private gallery, under its first encoder."""
+        view = self.view(MINE, mine)
+        return map_value(next(iter(view.layer_urls.values()), None))
+
+    def search_mine(self, image, encoder: str, top_k: float, mine: str | None):
+        """Search your own gallery (built with my_gallery in this session) for the photos most similar to a photo.
+
+        Args:
+            image: the query photo.
+            encoder: "scratch", "pretrained" or "transfer".
+            top_k: how many results, 1 to 50.
+        Returns:
+            ranked gallery: a thumbnail and the caption "#rank · group · d=distance" per hit
+            map: the URL of your gallery's t-SNE layer and the query layer
+            verdict: one line naming the best match
+        """
+        return self.view(MINE, mine).search(image, encoder, top_k)
+
+    def switch(self, source: str, mine: str | None, image, encoder: str, top_k: float):
+        """The gallery radio changed: the encoder choices, info, results and maps of that gallery."""
+        try:
+            view = self.view(source, mine)
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+            return (LANDMARKS, *(gr.skip(),) * (7 + 3 * len(REGISTRY) + 2))
+        names = list(REGISTRY)
+        current = encoder if encoder in view.engine.backends else next(iter(view.engine.backends), encoder)
+        radio = gr.update(choices=[(view.label(n), n) for n in names], value=current)
+        if image is not None and current in view.engine.backends:
+            results = view.search(image, current, top_k)
+        else:
+            results = ([], map_value(view.layer_urls.get(current)), "", [], "")
+        maps = [map_value(view.layer_urls.get(n), height=340, showlegend=False, title_text=f"{n} map") for n in names]
+        return (source, radio, view.info(current), *results, *([[]] * len(names)), *maps, *([""] * len(names)),
+                "", None)
+
+    # -- every view, over the session's gallery ---------------------------------------------------------------
+
+    def search(self, image, encoder: str, top_k: float, source: str = LANDMARKS, mine: str | None = None):
+        return self.view(source, mine).search(image, encoder, top_k)
+
+    def similar_to(self, encoder: str, path: str, top_k: float, source: str = LANDMARKS, mine: str | None = None):
+        return self.view(source, mine).similar_to(encoder, path, top_k)
+
+    def search_json(self, image, encoder: str, top_k: float, source: str = LANDMARKS, mine: str | None = None) -> str:
+        return self.view(source, mine).search_json(image, encoder, top_k)
+
+    def explain(self, image, encoder: str, path: str, source: str = LANDMARKS, mine: str | None = None):
+        return self.view(source, mine).explain(image, encoder, path)
+
+    def compare(self, image, top_k: float, known_class: str = "", source: str = LANDMARKS, mine: str | None = None):
+        # an example's landmark says nothing about a private gallery's groups
+        return self.view(source, mine).compare(image, top_k, "" if source == MINE else known_class)
+
+    for _name in ("search", "similar_to", "search_json", "explain", "compare"):  # the API docs are the views'
+        locals()[_name].__doc__ = getattr(App, _name).__doc__
+    del _name
+
+    def search_from_map(self, encoder: str, top_k: float, source: str, mine: str | None, evt: gr.SelectData):
+        return self.view(source, mine).search_from_map(encoder, top_k, evt)
+
+    def refresh(self, image, query_path: str, encoder: str, top_k: float, source: str, mine: str | None):
+        return self.view(source, mine).refresh(image, query_path, encoder, top_k)
+
+    def info(self, encoder: str, source: str, mine: str | None) -> str:
+        return self.view(source, mine).info(encoder)
+
+    def query_photo(self, encoder: str, query_path: str, source: str, mine: str | None):
+        return self.view(source, mine).query_photo(encoder, query_path)
+
+    def select_hit(self, encoder: str, hits: list[Hit], source: str, mine: str | None, evt: gr.SelectData):
+        return self.view(source, mine).select_hit(encoder, hits, evt)
+
+    def compare_gallery_photo(self, path: str, top_k: float, source: str, mine: str | None):
+        return self.view(source, mine).compare_gallery_photo(path, top_k)
+
+    def brusher(self, column: str):
+        """The select handler of one compare column (Gradio reads `evt`'s type from the handler's signature)."""
+        def brush(state: dict | None, source: str, mine: str | None, evt: gr.SelectData):
+            return self.view(source, mine).brush(column, state, evt)
+        return brush
+
+
 def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> str:
     """Markdown saying which encoders cannot be used, and the one command that prepares everything."""
     if not engine.unavailable:
@@ -326,6 +490,8 @@ def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DI
                 f"Prepare them with one command (it downloads the data when online; offline add "
                 f"`--from-zip landmark_images.zip`):\n\n"
                 f"`{PREPARE_CMD} --data-dir {data_dir} --index-dir {engine.index_root}`\n\n"
+                f"**Or try the app right now with your own photos:** the **Your photos** tab builds a private gallery "
+                f"from photos or a zip you drop, with every encoder this machine can load.\n\n"
                 + "\n".join(f"- **{n}**: {why}" for n, why in engine.unavailable.items()))
     return "⚠️ " + " · ".join(f"**{n}** unavailable: {why}" for n, why in engine.unavailable.items())
 
@@ -335,127 +501,176 @@ def _known_class(path: Path) -> str:
     return path.stem.replace("_", " ")
 
 
+def mine_intro(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
+    """Markdown of the Your photos tab: what it does, and its caps."""
+    return (f"### Search your own photos\nDrop photos (JPEG, PNG, WebP, HEIC/HEIF straight from a phone, AVIF, ...) "
+            f"or a zip of them. If the zip has sub-folders, each one is a group and gets its own colour on the map. "
+            f"The app builds a **private gallery** with every available encoder: thumbnails, embeddings and a t-SNE "
+            f"map; then the **Search** and **Compare encoders** tabs work over it (switch with *Gallery* above).\n\n"
+            f"Your gallery is yours alone: it lives in a folder of this session, its files are served only to this "
+            f"browser, and it is deleted when you close the tab or {limits.ttl_seconds // 60} minutes after you last "
+            f"used it. Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
+            f"({limits.max_unpacked_bytes // 2**20} MB unpacked), {limits.max_pixels / 1e6:.0f} megapixels per photo.")
+
+
 def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                work_dir: Path = config.APP_WORK_DIR) -> gr.Blocks:
     """The Blocks UI over a loaded engine."""
-    app = App(engine, work_dir)
+    site = Site(engine, work_dir)
+    app = site.landmarks
     names = list(REGISTRY)
     default = next(iter(engine.backends), names[0])
     choices = [(app.label(n), n) for n in names]
     examples = list_examples(engine.index_root)
     gallery_kw = dict(columns=3, height=460, object_fit="cover", allow_preview=False, show_label=True)
+    n_landmarks = max((len(b.index.items) for b in engine.backends.values()), default=0)
 
-    with gr.Blocks(title="Landmark Lens") as demo:
+    with gr.Blocks(title="Landmark Lens", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         banner = missing_banner(engine, data_dir)
         if banner:
             gr.Markdown(banner, elem_id="missing-banner")
-        with gr.Tab("Search"):
-            hits_state = gr.State([])
-            query_path = gr.State("")
-            with gr.Row():
-                with gr.Column(scale=1, min_width=300):
-                    image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
-                                       height=300, elem_id="query-image")
-                    encoder = gr.Radio(choices, value=default, label="Encoder", elem_id="encoder")
-                    info = gr.Markdown(app.info(default), elem_id="encoder-info")
-                    top_k = gr.Slider(1, config.TOP_K_MAX, value=config.TOP_K_DEFAULT, step=1, label="Top-k results",
-                                      elem_id="top-k")
-                    button = gr.Button("Search", variant="primary", elem_id="search-button")
-                    if examples:
-                        ex = gr.Examples(examples=[[str(p)] for p in examples], inputs=[image],
-                                         label="Test-split photos (not in the gallery) — click one", examples_per_page=8)
-                    with gr.Accordion("Results as JSON (for programs and exports)", open=False):
-                        export = gr.Button("Get JSON", size="sm", elem_id="export-button")
-                        as_json = gr.Code(label="hits with calibrated P(same landmark)", language="json",
-                                          interactive=False, elem_id="results-json")
-                with gr.Column(scale=2):
-                    found = gr.Markdown(elem_id="verdict")
-                    gallery = gr.Gallery(label="Most similar gallery photos, best first — click one to explore it",
-                                         elem_id="results", **gallery_kw)
-                    with gr.Group(visible=False, elem_id="detail") as detail:
-                        with gr.Row():
-                            d_image = gr.Image(label="Selected result", height=260, interactive=False,
-                                               elem_id="detail-image")
-                            with gr.Column():
-                                d_text = gr.Markdown(elem_id="detail-text")
-                                d_path = gr.Textbox(label="Gallery path", interactive=False, elem_id="detail-path")
-                                again = gr.Button("Search with this photo", variant="primary", elem_id="search-this")
-                        gr.Markdown("**Why similar?** Warm colours mark the regions that raise this encoder's "
-                                    "similarity between the two photos (Grad-CAM); dimmed edges were cropped away.")
-                        with gr.Row():
-                            heat_q = gr.Image(label="Your photo", height=240, interactive=False, elem_id="heat-query")
-                            heat_h = gr.Image(label="This result", height=240, interactive=False, elem_id="heat-hit")
-                    gr.Markdown("**Map** — hover a point to see its photo, click it to search from it.")
-                    the_map = MapView(map_value(app.layer_urls.get(default)), elem_id="map")
-            outputs = [gallery, the_map, found, hits_state, query_path]
-            hide_detail = dict(fn=lambda: gr.update(visible=False), outputs=detail, api_visibility="private")
-            button.click(app.search, [image, encoder, top_k], outputs, api_name="search").success(**hide_detail)
-            image.upload(app.search, [image, encoder, top_k], outputs, api_visibility="private").success(**hide_detail)
-            for ev in (encoder.change, top_k.release):
-                ev(app.refresh, [image, query_path, encoder, top_k], outputs, api_visibility="private").success(
+        source = gr.State(LANDMARKS)
+        mine = gr.State(None, time_to_live=config.MY_GALLERY.ttl_seconds, delete_callback=site.forget)
+        pick = gr.Radio([(f"Landmark gallery ({n_landmarks:,} photos)" if n_landmarks else "Landmark gallery", LANDMARKS),
+                         ("Your photos", MINE)], value=LANDMARKS, label="Gallery", elem_id="gallery-source")
+        ctx = [source, mine]
+        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab"):
+            with gr.Tab("Search", id="search-tab"):
+                hits_state = gr.State([])
+                query_path = gr.State("")
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
+                                           height=300, elem_id="query-image")
+                        encoder = gr.Radio(choices, value=default, label="Encoder", elem_id="encoder")
+                        info = gr.Markdown(app.info(default), elem_id="encoder-info")
+                        top_k = gr.Slider(1, config.TOP_K_MAX, value=config.TOP_K_DEFAULT, step=1,
+                                          label="Top-k results", elem_id="top-k")
+                        button = gr.Button("Search", variant="primary", elem_id="search-button")
+                        mine_button = gr.Button("Search my gallery", visible=False)  # the search_mine API
+                        if examples:
+                            ex = gr.Examples(examples=[[str(p)] for p in examples], inputs=[image],
+                                             label="Test-split photos (not in the gallery) — click one",
+                                             examples_per_page=8)
+                        with gr.Accordion("Results as JSON (for programs and exports)", open=False):
+                            export = gr.Button("Get JSON", size="sm", elem_id="export-button")
+                            as_json = gr.Code(label="hits with calibrated P(same landmark)", language="json",
+                                              interactive=False, elem_id="results-json")
+                    with gr.Column(scale=2):
+                        found = gr.Markdown(elem_id="verdict")
+                        gallery = gr.Gallery(label="Most similar gallery photos, best first — click one to explore it",
+                                             elem_id="results", **gallery_kw)
+                        with gr.Group(visible=False, elem_id="detail") as detail:
+                            with gr.Row():
+                                d_image = gr.Image(label="Selected result", height=260, interactive=False,
+                                                   elem_id="detail-image")
+                                with gr.Column():
+                                    d_text = gr.Markdown(elem_id="detail-text")
+                                    d_path = gr.Textbox(label="Gallery path", interactive=False, elem_id="detail-path")
+                                    again = gr.Button("Search with this photo", variant="primary",
+                                                      elem_id="search-this")
+                            gr.Markdown("**Why similar?** Warm colours mark the regions that raise this encoder's "
+                                        "similarity between the two photos (Grad-CAM); dimmed edges were cropped away.")
+                            with gr.Row():
+                                heat_q = gr.Image(label="Your photo", height=240, interactive=False,
+                                                  elem_id="heat-query")
+                                heat_h = gr.Image(label="This result", height=240, interactive=False,
+                                                  elem_id="heat-hit")
+                        gr.Markdown("**Map** — hover a point to see its photo, click it to search from it.")
+                        the_map = MapView(map_value(app.layer_urls.get(default)), elem_id="map")
+                outputs = [gallery, the_map, found, hits_state, query_path]
+                private = dict(api_visibility="private")
+                hide_detail = dict(fn=lambda: gr.update(visible=False), outputs=detail, **private)
+                button.click(site.search, [image, encoder, top_k, *ctx], outputs, api_name="search").success(
                     **hide_detail)
-            encoder.change(app.info, encoder, info, api_visibility="private")
-            if examples:
-                ex.load_input_event.then(app.search, [image, encoder, top_k], outputs, api_visibility="private")
-            export.click(app.search_json, [image, encoder, top_k], as_json, api_name="search_json")
-            gallery.select(app.select_hit, [encoder, hits_state], [detail, d_image, d_text, d_path],
-                           api_visibility="private").success(
-                app.explain, [image, encoder, d_path], [heat_q, heat_h], api_name="explain")
-            again.click(app.similar_to, [encoder, d_path, top_k], outputs, api_name="similar_to").success(
-                app.query_photo, [encoder, query_path], image, api_visibility="private").success(**hide_detail)
-            the_map.select(app.search_from_map, [encoder, top_k], outputs, api_visibility="private").success(
-                app.query_photo, [encoder, query_path], image, api_visibility="private").success(**hide_detail)
+                mine_button.click(site.search_mine, [image, encoder, top_k, mine], outputs, api_name="search_mine")
+                image.upload(site.search, [image, encoder, top_k, *ctx], outputs, **private).success(**hide_detail)
+                for ev in (encoder.change, top_k.release):
+                    ev(site.refresh, [image, query_path, encoder, top_k, *ctx], outputs, **private).success(
+                        **hide_detail)
+                encoder.change(site.info, [encoder, *ctx], info, **private)
+                if examples:
+                    ex.load_input_event.then(site.search, [image, encoder, top_k, *ctx], outputs, **private)
+                export.click(site.search_json, [image, encoder, top_k, *ctx], as_json, api_name="search_json")
+                gallery.select(site.select_hit, [encoder, hits_state, *ctx], [detail, d_image, d_text, d_path],
+                               **private).success(
+                    site.explain, [image, encoder, d_path, *ctx], [heat_q, heat_h], api_name="explain")
+                again.click(site.similar_to, [encoder, d_path, top_k, *ctx], outputs, api_name="similar_to").success(
+                    site.query_photo, [encoder, query_path, *ctx], image, **private).success(**hide_detail)
+                the_map.select(site.search_from_map, [encoder, top_k, *ctx], outputs, **private).success(
+                    site.query_photo, [encoder, query_path, *ctx], image, **private).success(**hide_detail)
 
-        with gr.Tab("Compare encoders"):
-            gr.Markdown("One photo, three encoders side by side: does each one match colour and mood, general "
-                        "content, or the landmark itself? Click a photo in any column to find it on all three maps.")
-            c_state = gr.State(None)
-            known = gr.Textbox(visible=False)
-            with gr.Row():
-                c_image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
-                                     height=240, elem_id="compare-image")
-                with gr.Column():
-                    c_k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder")
-                    c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-                    gr.Dataframe(value=app.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
-                                 label="Retrieval quality on the test split (from evaluate.py)")
-            if examples:
-                c_ex = gr.Examples(examples=[[str(p), _known_class(p)] for p in examples], inputs=[c_image, known],
-                                   label="Examples (their landmark is known, so each column says if it found it)",
-                                   examples_per_page=8)
-            agreement = gr.Markdown(elem_id="agreement")
-            with gr.Row():
-                c_selected = gr.Markdown(elem_id="compare-selected")
-                c_path = gr.Textbox(visible=False)
-                c_again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this")
-            c_galleries, c_maps, c_notes = [], [], []
-            with gr.Row(equal_height=False):
-                for n in names:
+            with gr.Tab("Compare encoders", id="compare-tab"):
+                gr.Markdown("One photo, three encoders side by side: does each one match colour and mood, general "
+                            "content, or the landmark itself? Click a photo in any column to find it on all three maps.")
+                c_state = gr.State(None)
+                known = gr.Textbox(visible=False)
+                with gr.Row():
+                    c_image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
+                                         height=240, elem_id="compare-image")
                     with gr.Column():
-                        gr.Markdown(app.info(n))
-                        c_notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
-                        c_galleries.append(gr.Gallery(label=app.label(n), columns=3, height=300, object_fit="cover",
-                                                      allow_preview=False, elem_id=f"compare-{n}"))
-                        c_maps.append(MapView(map_value(app.layer_urls.get(n), height=340, showlegend=False,
-                                                        title_text=f"{n} map"), height=340, elem_id=f"compare-map-{n}"))
-            c_out = [*c_galleries, *c_maps, *c_notes, agreement, c_state]
-            c_button.click(app.compare, [c_image, c_k, known], c_out, api_name="compare")
-            c_image.upload(lambda: "", None, known, api_visibility="private").then(
-                app.compare, [c_image, c_k, known], c_out, api_visibility="private")
-            if examples:
-                c_ex.load_input_event.then(app.compare, [c_image, c_k, known], c_out, api_visibility="private")
-            for n, g in zip(names, c_galleries):
-                g.select(app.brusher(n), [c_state], [*c_maps, c_selected, c_path], api_visibility="private")
-            c_again.click(app.compare_gallery_photo, [c_path, c_k], [*c_out, c_image], api_visibility="private")
+                        c_k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder")
+                        c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                        gr.Dataframe(value=app.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
+                                     label="Retrieval quality on the test split (from evaluate.py)")
+                if examples:
+                    c_ex = gr.Examples(examples=[[str(p), _known_class(p)] for p in examples],
+                                       inputs=[c_image, known], examples_per_page=8,
+                                       label="Examples (their landmark is known, so each column says if it found it)")
+                agreement = gr.Markdown(elem_id="agreement")
+                with gr.Row():
+                    c_selected = gr.Markdown(elem_id="compare-selected")
+                    c_path = gr.Textbox(visible=False)
+                    c_again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this")
+                c_galleries, c_maps, c_notes = [], [], []
+                with gr.Row(equal_height=False):
+                    for n in names:
+                        with gr.Column():
+                            gr.Markdown(app.info(n))
+                            c_notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
+                            c_galleries.append(gr.Gallery(label=app.label(n), columns=3, height=300,
+                                                          object_fit="cover", allow_preview=False,
+                                                          elem_id=f"compare-{n}"))
+                            c_maps.append(MapView(map_value(app.layer_urls.get(n), height=340, showlegend=False,
+                                                            title_text=f"{n} map"), height=340,
+                                                  elem_id=f"compare-map-{n}"))
+                c_out = [*c_galleries, *c_maps, *c_notes, agreement, c_state]
+                c_button.click(site.compare, [c_image, c_k, known, *ctx], c_out, api_name="compare")
+                c_image.upload(lambda: "", None, known, **private).then(
+                    site.compare, [c_image, c_k, known, *ctx], c_out, **private)
+                if examples:
+                    c_ex.load_input_event.then(site.compare, [c_image, c_k, known, *ctx], c_out, **private)
+                for n, g in zip(names, c_galleries):
+                    g.select(site.brusher(n), [c_state, *ctx], [*c_maps, c_selected, c_path], **private)
+                c_again.click(site.compare_gallery_photo, [c_path, c_k, *ctx], [*c_out, c_image], **private)
 
-        with gr.Tab("How it works"):
-            gr.Markdown(HOW_IT_WORKS)
-            curve = app.calibration_plot()
-            if curve is not None:
-                gr.Plot(curve, label="Calibration curves", elem_id="calibration")
-            else:
-                gr.Markdown("_No encoder is calibrated yet: `scripts/evaluate.py` fits the curves._")
+            with gr.Tab("Your photos", id="mine-tab"):
+                gr.Markdown(mine_intro(), elem_id="mine-intro")
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        files = gr.File(file_count="multiple", label="Photos or a zip",
+                                        file_types=["image", ".zip", ".heic", ".heif", ".avif"], elem_id="mine-files")
+                        build = gr.Button("Build my gallery", variant="primary", elem_id="mine-build")
+                        status = gr.Markdown(elem_id="mine-status")
+                    with gr.Column(scale=2):
+                        mine_map = MapView(map_value(None, message="Your gallery's map appears here"),
+                                           elem_id="mine-map")
+                build.click(site.my_gallery, [files, mine], [status, mine], api_name="my_gallery",
+                            concurrency_limit=config.MY_GALLERY.build_concurrency, concurrency_id="my_gallery").success(
+                    lambda: MINE, None, pick, **private).success(site.preview, [mine], mine_map, **private)
+
+            with gr.Tab("How it works", id="how-tab"):
+                gr.Markdown(HOW_IT_WORKS)
+                curve = app.calibration_plot()
+                if curve is not None:
+                    gr.Plot(curve, label="Calibration curves", elem_id="calibration")
+                else:
+                    gr.Markdown("_No encoder is calibrated yet: `scripts/evaluate.py` fits the curves._")
+        pick.change(site.switch, [pick, mine, image, encoder, top_k],
+                    [source, encoder, info, *outputs, *c_galleries, *c_maps, *c_notes, agreement, c_state],
+                    **private).then(lambda s: s, source, pick, **private)
+    demo.site = site  # launch() guards the private galleries' files with it
     return demo
 
 
@@ -513,8 +728,13 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     demo.queue(default_concurrency_limit=2, max_size=64)
     allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
                str((Path(work_dir) / "maps").resolve()), *allowed_files()]
-    demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{config.MAX_UPLOAD_BYTES // 2**20}mb",
-                allowed_paths=allowed, show_error=True, mcp_server=mcp_server, **kw)
+    galleries = demo.site.galleries
+    # Private galleries are served from where they are (not copied into Gradio's shared cache), to their owner only.
+    gr.set_static_paths([galleries.root])
+    guard = Middleware(PrivateFiles, root=galleries.root, owner_of=galleries.owner_of)
+    demo.launch(server_name=host, server_port=port, share=share,
+                max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
+                show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]}, **kw)
     return demo
 
 

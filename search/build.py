@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,6 +21,7 @@ from .reader import PhotoReader, make_loader
 from .writer import remove_stale_temp_files, write_index, write_thumbnails
 
 ENGINES = ("local", "ray")
+Progress = Callable[[str, int, int], None]  # (stage, done, total): "encode" per batch, "map" before the t-SNE
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Encoded:
 
 def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                 desc: str = "encoding") -> Encoded:
+                 desc: str = "encoding", progress: Progress | None = None) -> Encoded:
     """The local engine: DataLoader workers decode ahead of the forward pass; thumbnails written as they come."""
     reader = PhotoReader([(p, 0) for p in paths], encoder.transform, thumbnails=thumbs is not None)
     stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
@@ -51,6 +52,8 @@ def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = 
                 break
             warn_bad(batch["errors"])
             bar.update(len(batch["index"]) + len(batch["errors"]))
+            if progress is not None:
+                progress("encode", bar.n, len(reader))
             if batch["image"] is None:
                 continue
             vecs.append(encoder.embed(batch["image"]).numpy())
@@ -68,7 +71,8 @@ def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = 
 def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path, float16: bool = False,
                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                 tsne_cfg: config.TsneConfig = config.TsneConfig(), engine: str = "local",
-                ray_address: str | None = None, num_gpus_per_worker: float = 0.0) -> GalleryIndex:
+                ray_address: str | None = None, num_gpus_per_worker: float = 0.0,
+                progress: Progress | None = None) -> GalleryIndex:
     """Encode a photo folder into `index_root/<encoder>/` (+ shared thumbnails), atomically, on either engine.
 
     The folder may have train/ and test/ (then `split` picks from them), class sub-folders, or just photos.
@@ -89,10 +93,13 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
 
         enc = encode_ray(encoder, paths, thumbs, index_root, batch_size, ray_address, num_gpus_per_worker, workers)
     else:
-        enc = encode_local(encoder, paths, thumbs, batch_size, workers, desc=f"indexing {encoder.name}")
+        enc = encode_local(encoder, paths, thumbs, batch_size, workers, desc=f"indexing {encoder.name}",
+                           progress=progress)
     if len(enc.kept) == 0:
         raise IndexError_(f"None of the {len(pairs)} images under {data_root} could be decoded.")
     items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(enc.kept, enc.thumbs)]
+    if progress is not None:
+        progress("map", len(enc.kept), len(pairs))
     t = time.perf_counter()
     coords = tsne_2d(enc.embeddings, tsne_cfg)
     stages = {**enc.stages, "map": time.perf_counter() - t}

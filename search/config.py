@@ -35,7 +35,11 @@ THUMBNAIL_SIZE = 256            # longest side of a gallery thumbnail
 THUMBNAIL_QUALITY = 85
 MIN_IMAGE_SIDE = 16             # smaller than this is not a photo
 MAX_IMAGE_PIXELS = 64_000_000   # decompression-bomb guard (PIL's default is ~89M)
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024   # one photo
+# Photo files every folder reader accepts: torchvision's list plus what phones write (HEIC/HEIF via pillow-heif,
+# AVIF natively in Pillow >= 11.3).
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif",
+                    ".heic", ".heif", ".avif")
 
 # Encoding batch for indexing and evaluation. Measured on 2 cores with channels_last: EfficientNet-Lite0
 # encodes ~1.6x more images/s at batch 4 than at 1, and slows down again from 8 up.
@@ -117,6 +121,24 @@ MCP_SERVER = os.environ.get("LANDMARK_MCP", "1") != "0"
 APP_WORK_DIR = Path(os.environ.get("LANDMARK_WORK_DIR", Path(tempfile.gettempdir()) / "landmark-lens"))
 HEATMAP_ALPHA = 0.5             # opacity of a similarity heatmap over its photo
 COMPARE_TOP_K_MAX = 24
+
+@dataclass(frozen=True)
+class MyGalleryLimits:
+    """Caps of the private galleries visitors build from their own photos in the app (shown in its UI text)."""
+
+    max_photos: int = 500                       # photos in one gallery
+    max_upload_bytes: int = 100 * 1024 * 1024    # all uploaded files together, and any one file (zip)
+    max_unpacked_bytes: int = 400 * 1024 * 1024  # what the zips unpack to, all together
+    max_ratio: int = 100                          # a zip member unpacking to more than 100x its size is a zip bomb
+    max_pixels: int = MAX_IMAGE_PIXELS            # one photo
+    ttl_seconds: int = 3600                       # a gallery is removed an hour after it was built or last used
+    max_galleries: int = 32                       # live at once in one app process
+    build_concurrency: int = 2                    # builds that run at once; the rest wait in the queue
+
+
+MY_GALLERY = MyGalleryLimits()
+SESSIONS_DIRNAME = "sessions"    # under APP_WORK_DIR: one folder per private gallery
+VISITOR_COOKIE = "landmark_visitor"  # binds a private gallery's files to the browser (or API client) that built it
 
 EXAMPLES_DIRNAME = "examples"  # a few test-split photos the app offers as one-click examples
 EXAMPLES_COUNT = 8

@@ -51,7 +51,7 @@ class ClassFolder(datasets.ImageFolder):
 
     def __init__(self, root: Path, classes: Sequence[str] | None = None):
         self._fixed_classes = list(classes) if classes is not None else None
-        super().__init__(str(root), loader=open_image)
+        super().__init__(str(root), loader=open_image, is_valid_file=is_photo_name)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         """Use the train split's class list for every split so ids agree across splits."""
@@ -102,8 +102,14 @@ def split_names(split: str) -> tuple[str, ...]:
     return config.SPLITS if split == "all" else (split,)
 
 
+def is_photo_name(path: str | Path) -> bool:
+    """A visible file with a photo extension (config.PHOTO_EXTENSIONS)."""
+    p = Path(path)
+    return not p.name.startswith(".") and p.suffix.lower() in config.PHOTO_EXTENSIONS
+
+
 def _is_photo(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in datasets.folder.IMG_EXTENSIONS
+    return p.is_file() and is_photo_name(p)
 
 
 def detect_layout(root: Path) -> str:

@@ -43,21 +43,26 @@ class Backend:
     searcher: Searcher
 
 
-def open_backend(store: EncoderStore, index_root: Path, name: str) -> Backend:
-    """Load encoder `name` with the trunk its index was built with, and the index, verified against it."""
+def open_backend(store: EncoderStore, index_root: Path, name: str, encoder: Encoder | None = None) -> Backend:
+    """Load encoder `name` with the trunk its index was built with (or use the loaded `encoder`), and the index,
+    verified against it."""
     spec(name)
     path = index_path(index_root, name)
     manifest = read_manifest(path)
-    encoder = store.load(name, trunk=manifest.get("trunk"))
+    encoder = encoder or store.load(name, trunk=manifest.get("trunk"))
     index = load_index(path, encoder)
     return Backend(encoder, index, Searcher(index.embeddings))
 
 
 class SearchEngine:
-    """All available backends under an index root; unavailable encoders keep their reason."""
+    """All available backends under an index root; unavailable encoders keep their reason.
+
+    `encoders` (already loaded, e.g. shared with another engine) are used instead of loading new ones.
+    """
 
     def __init__(self, index_root: Path = config.INDEX_DIR, checkpoint_dir: Path = config.CHECKPOINT_DIR,
-                 weights: Path | None = None, names: tuple[str, ...] = tuple(REGISTRY)):
+                 weights: Path | None = None, names: tuple[str, ...] = tuple(REGISTRY),
+                 encoders: dict[str, Encoder] | None = None):
         self.index_root = Path(index_root)
         self.store = EncoderStore(checkpoint_dir, weights)
         self.backends: dict[str, Backend] = {}
@@ -65,7 +70,7 @@ class SearchEngine:
         self._device = config.device()
         for name in names:
             try:
-                self.backends[name] = open_backend(self.store, self.index_root, name)
+                self.backends[name] = open_backend(self.store, self.index_root, name, (encoders or {}).get(name))
             except LandmarkError as exc:
                 self.unavailable[name] = str(exc)
 

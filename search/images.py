@@ -15,6 +15,13 @@ from .errors import BadImageError
 
 Image.MAX_IMAGE_PIXELS = config.MAX_IMAGE_PIXELS
 
+try:  # photos straight from a phone: HEIC/HEIF (AVIF is native in Pillow >= 11.3)
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is in requirements.txt
+    pass
+
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode (L, LA, P, RGBA, CMYK, I;16, F, ...) to 8-bit RGB."""
@@ -79,7 +86,7 @@ def open_image(source: str | Path | bytes | BinaryIO | Image.Image) -> Image.Ima
         ) from exc
     except UnidentifiedImageError as exc:
         raise BadImageError(
-            f"{Path(name).name} is not an image PIL can read (JPEG, PNG, WebP, GIF, BMP, TIFF)."
+            f"{Path(name).name} is not an image PIL can read (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF)."
         ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImageError(f"{Path(name).name} could not be decoded: {exc}") from exc

@@ -54,11 +54,17 @@ def is_confident(hits: Sequence[Hit]) -> bool:
     return bool(hits) and hits[0].p_same is not None and hits[0].p_same >= config.CONFIDENT_P_SAME
 
 
-def verdict(hits: Sequence[Hit]) -> str:
+UNCALIBRATED_PRIVATE = ("Your gallery shows raw distances (smaller is more similar): match confidence is fitted on "
+                        "test photos of known landmarks, which your photos are not.")
+
+
+def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None) -> str:
     """One plain sentence above the results: the best match and how sure it is, or that there is none."""
     if not hits:
         return ""
     best = hits[0]
+    if best.p_same is None and uncalibrated_note:
+        return f"Best match: **{best.class_name}** (d={best.distance:.3f}). {uncalibrated_note}"
     if best.p_same is None:
         return (f"Best match: **{best.class_name}** (d={best.distance:.3f}). Match confidence is not calibrated for "
                 "this gallery: that needs test photos of known landmarks (`scripts/evaluate.py`).")

@@ -1,0 +1,144 @@
+"""Private galleries: a visitor's own photos, indexed with every available encoder into a folder of its own
+under the app's work dir, bound to the visitor that built it, removed when its session ends or it expires."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import config
+from .build import build_index
+from .encoders import Encoder
+from .engine import SearchEngine
+from .errors import LandmarkError
+from .uploads import unpack
+
+PHOTOS_DIRNAME = "your photos"  # a flat upload's one class is named after it (map legend, captions)
+Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+
+
+@dataclass
+class PrivateGallery:
+    """One visitor's gallery: its folder, who may read its files, the engine over its indexes."""
+
+    token: str
+    folder: Path
+    owner: str
+    engine: SearchEngine
+    photos: int
+    groups: tuple[str, ...]
+    skipped: int
+    ignored: int
+    seconds: float
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def photo_dir(self) -> Path:
+        return self.folder / PHOTOS_DIRNAME
+
+    def summary(self) -> str:
+        """One line: photos, groups, encoders, build time and rate."""
+        kept = self.photos - self.skipped
+        groups = f" in {len(self.groups)} groups ({', '.join(self.groups)})" if self.groups else ""
+        extra = "".join([f"; {self.skipped} could not be decoded" if self.skipped else "",
+                         f"; {self.ignored} other files ignored" if self.ignored else ""])
+        return (f"Your gallery: {kept} photos{groups}, indexed with {', '.join(self.engine.backends)} in "
+                f"{self.seconds:.1f} s ({kept * len(self.engine.backends) / max(self.seconds, 1e-9):.1f} "
+                f"photo-encodings/s){extra}.")
+
+
+class PrivateGalleries:
+    """The live private galleries of one app process, keyed by an unguessable token."""
+
+    def __init__(self, root: Path, encoders: Callable[[], dict[str, Encoder]],
+                 limits: config.MyGalleryLimits = config.MY_GALLERY):
+        self.root = Path(root)
+        self.encoders = encoders
+        self.limits = limits
+        if self.root.exists():  # galleries of an earlier process: nothing can reach them any more
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._live: dict[str, PrivateGallery] = {}
+        self._building: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def build(self, owner: str, files: Sequence[Path | str], report: Report = lambda f, s: None) -> PrivateGallery:
+        """Unpack an upload into a new private folder and index it with every available encoder."""
+        if not owner:
+            raise LandmarkError("A private gallery is bound to the visitor cookie this app sets, and this request "
+                                f"carried none: load the app page first and send its cookies back "
+                                f"({config.VISITOR_COOKIE}); gradio_client does this by itself.")
+        self.sweep()
+        with self._lock:
+            if len(self._live) + len(self._building) >= self.limits.max_galleries:
+                raise LandmarkError(f"The app is holding as many private galleries as it can "
+                                    f"({self.limits.max_galleries}); try again in a few minutes.")
+            token = secrets.token_hex(16)
+            self._building.add(token)
+        folder = self.root / token
+        started = time.perf_counter()
+        try:
+            folder.mkdir(mode=0o700)
+            report(0.0, "unpacking the upload")
+            unpacked = unpack(files, folder / PHOTOS_DIRNAME, self.limits)
+            encoders = self.encoders()
+            if not encoders:
+                raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
+            for i, (name, encoder) in enumerate(encoders.items()):
+                def step(stage: str, done: int, total: int, i: int = i, name: str = name) -> None:
+                    what = f"{name}: {done}/{total} photos" if stage == "encode" else f"{name}: t-SNE map"
+                    report((i + (0.9 * done / max(total, 1) if stage == "encode" else 0.95)) / len(encoders), what)
+
+                build_index(encoder, unpacked.root, "all", folder / "index", workers=0, progress=step)
+            engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)
+            skipped = next(iter(engine.backends.values())).index.manifest.get("skipped", 0)
+            gallery = PrivateGallery(token, folder, owner, engine, unpacked.photos, unpacked.groups, skipped,
+                                     unpacked.ignored, time.perf_counter() - started)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            with self._lock:
+                self._building.discard(token)
+        with self._lock:
+            self._live[token] = gallery
+        return gallery
+
+    def get(self, token: str | None) -> PrivateGallery | None:
+        """The live gallery of that token (its clock restarts), or None."""
+        self.sweep()
+        gallery = self._live.get(token or "")
+        if gallery is not None:
+            gallery.last_used = time.monotonic()
+        return gallery
+
+    def drop(self, token: str | None) -> None:
+        """Forget a gallery and delete its folder."""
+        with self._lock:
+            gallery = self._live.pop(token or "", None)
+        if gallery is not None:
+            shutil.rmtree(gallery.folder, ignore_errors=True)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Drop galleries unused for longer than the time limit."""
+        now = time.monotonic() if now is None else now
+        for token, gallery in list(self._live.items()):
+            if now - gallery.last_used > self.limits.ttl_seconds:
+                self.drop(token)
+
+    def owner_of(self, path: Path) -> str | None:
+        """The visitor a file under the root belongs to; None when no live gallery holds it."""
+        try:
+            token = Path(path).resolve().relative_to(self.root.resolve()).parts[0]
+        except (ValueError, IndexError):
+            return None
+        gallery = self._live.get(token)
+        return gallery.owner if gallery is not None else None
