@@ -53,7 +53,7 @@ class PhotoInput(gr.Image):
                 raise gr.Error(f"That file could not be read as an image ({exc}).") from exc
         try:
             path = Path(payload.path)
-            if getattr(payload, "size", None) and payload.size > config.MAX_UPLOAD_BYTES:
+            if path.stat().st_size > config.MAX_UPLOAD_BYTES:
                 raise BadImageError(f"File is larger than {config.MAX_UPLOAD_BYTES // 2**20} MB.")
             image = open_image(path)
         except BadImageError as exc:
@@ -84,7 +84,7 @@ class App:
         warning = broken_thumbnails_warning(hits, encoder)
         if warning:
             gr.Warning(warning)
-        return gallery_items(hits, in_all, self.missing_thumb)
+        return gallery_items(hits, in_all, self.missing_thumb, by_path=self.private)
 
     def label(self, name: str) -> str:
         if name in self.engine.backends:
@@ -397,6 +397,12 @@ class Site:
             self.forget(mine)
         return gallery.summary(), gallery.token
 
+    @staticmethod
+    def built_note(status: str) -> str:
+        """The status shown in the tab, with where to go next."""
+        return (f"✅ {status}\n\nThe *Gallery* above now shows **Your photos**: search them in the **Search** tab, or "
+                "see how the three encoders group them in **Compare encoders**.")
+
     def preview(self, mine: str | None) -> dict:
         """The map of a freshly built private gallery, under its first encoder."""
         view = self.view(MINE, mine)
@@ -531,7 +537,8 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
         if banner:
             gr.Markdown(banner, elem_id="missing-banner")
         source = gr.State(LANDMARKS)
-        mine = gr.State(None, time_to_live=config.MY_GALLERY.ttl_seconds, delete_callback=site.forget)
+        # A function, not the bound method: Gradio deep-copies the config (this prop too) on every page load.
+        mine = gr.State(None, time_to_live=config.MY_GALLERY.ttl_seconds, delete_callback=lambda t: site.forget(t))
         pick = gr.Radio([(f"Landmark gallery ({n_landmarks:,} photos)" if n_landmarks else "Landmark gallery", LANDMARKS),
                          ("Your photos", MINE)], value=LANDMARKS, label="Gallery", elem_id="gallery-source")
         ctx = [source, mine]
@@ -658,7 +665,8 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                                            elem_id="mine-map")
                 build.click(site.my_gallery, [files, mine], [status, mine], api_name="my_gallery",
                             concurrency_limit=config.MY_GALLERY.build_concurrency, concurrency_id="my_gallery").success(
-                    lambda: MINE, None, pick, **private).success(site.preview, [mine], mine_map, **private)
+                    lambda: MINE, None, pick, **private).success(site.preview, [mine], mine_map, **private).success(
+                    site.built_note, status, status, **private)
 
             with gr.Tab("How it works", id="how-tab"):
                 gr.Markdown(HOW_IT_WORKS)

@@ -42,14 +42,13 @@ class PrivateGallery:
         return self.folder / PHOTOS_DIRNAME
 
     def summary(self) -> str:
-        """One line: photos, groups, encoders, build time and rate."""
+        """One line: photos, groups, encoders, build time and photos/s (every encoder's pass included)."""
         kept = self.photos - self.skipped
         groups = f" in {len(self.groups)} groups ({', '.join(self.groups)})" if self.groups else ""
         extra = "".join([f"; {self.skipped} could not be decoded" if self.skipped else "",
                          f"; {self.ignored} other files ignored" if self.ignored else ""])
         return (f"Your gallery: {kept} photos{groups}, indexed with {', '.join(self.engine.backends)} in "
-                f"{self.seconds:.1f} s ({kept * len(self.engine.backends) / max(self.seconds, 1e-9):.1f} "
-                f"photo-encodings/s){extra}.")
+                f"{self.seconds:.1f} s ({kept / max(self.seconds, 1e-9):.1f} photos/s){extra}.")
 
 
 class PrivateGalleries:

@@ -167,10 +167,12 @@ def test_missing_image_unknown_encoder_and_bad_k(client, photo):
     assert len(gallery) == 2
 
 
-def test_app_without_any_index_explains_what_to_do(tmp_path, trained):
+def test_app_without_any_index_explains_what_to_do(tmp_path, trained, monkeypatch):
     import gradio as gr
 
     import app
+
+    monkeypatch.setenv("LANDMARK_TRUNK", "efficientnet_lite0")  # what this machine has instead of VGG16 weights
 
     engine = SearchEngine(tmp_path / "empty", trained)
     assert not engine.backends and set(engine.unavailable) == {"scratch", "pretrained", "transfer"}
@@ -187,6 +189,21 @@ def test_app_without_any_index_explains_what_to_do(tmp_path, trained):
     assert "unavailable" in ui.label("transfer") and "build_index.py" in ui.info("transfer")
     with pytest.raises(gr.Error, match="unavailable"):
         ui.search(synthetic_image(0, np.random.default_rng(0)), "transfer", 3)
+    # ... and offers the way to try it right now: the Your photos tab, opened first, with every loadable encoder
+    assert "try the app right now with your own photos" in banner and "Your photos" in banner
+    tabs = next(c["props"] for c in demo.get_config_file()["components"] if c["type"] == "tabs")
+    assert tabs["selected"] == "mine-tab"
+    site = demo.site
+    assert list(site.encoders()) == ["scratch", "pretrained", "transfer"]
+    photos = []
+    for i in range(4):
+        photos.append(tmp_path / f"mine-{i}.jpg")
+        synthetic_image(i % 3, np.random.default_rng(50 + i)).save(photos[-1])
+    built = site.galleries.build("visitor", photos)
+    gallery, the_map, verdict, hits, _ = site.search_mine(synthetic_image(2, np.random.default_rng(52)), "transfer",
+                                                          9, built.token)
+    assert len(gallery) == 4 and hits[0].path == "mine-2.jpg" and gallery[0][1].startswith("#1 · mine-2.jpg · d=")
+    assert "raw distances" in verdict and the_map["layer"].endswith(".json")
 
 
 def test_app_with_some_indexes_serves_those(tmp_path, built, trained):

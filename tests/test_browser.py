@@ -158,3 +158,36 @@ def test_click_result_search_with_it_then_click_the_map(server, browser, tmp_pat
     click.perform()
     wait.until(lambda d: d.find_element(By.ID, "results").text.count("Green Checks") >= 3)
     assert _first_result_path(browser, wait).endswith("/" + hovered.split(" · ")[1])
+
+
+def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browser, tmp_path):  # noqa: F811
+    """Three generated photos dropped in the Your photos tab: the progress runs to a status line, the gallery radio
+    switches to them, and searching one of them returns it first, its map drawn from the private layer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    rng = np.random.default_rng(21)
+    photos = []
+    for i, cid in enumerate((0, 1, 2)):
+        photos.append(tmp_path / f"holiday-{i}.jpg")
+        synthetic_image(cid, rng).save(photos[-1])
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Your photos" in t.text])
+    tab[0].click()
+    files = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#mine-files input[type=file]")))
+    files.send_keys("\n".join(str(p) for p in photos))
+    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "mine-files").text for p in photos))
+    browser.find_element(By.ID, "mine-build").click()
+    wait.until(lambda d: "Your gallery: 3 photos" in d.find_element(By.ID, "mine-status").text)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#mine-map .ll-map-plot").get_attribute("data-points") == "3")
+    radio = browser.find_element(By.CSS_SELECTOR, "#gallery-source input[value=mine]")
+    wait.until(lambda d: radio.is_selected())
+
+    [t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Search"][0].click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(
+        str(photos[1]))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 3)  # the whole private gallery
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "3")
+    assert browser.find_element(By.ID, "results").text.count("holiday-") == 3
+    assert _first_result_path(browser, wait) == photos[1].name

@@ -218,11 +218,18 @@ def test_corrupt_eval_report_is_ignored(built, trained, tmp_path):
 
 
 def test_upload_over_the_size_limit_gets_a_clear_message(server, client, tmp_path):  # noqa: F811
-    big = tmp_path / "huge.jpg"
-    big.write_bytes(b"\xff\xd8\xff" + np.random.default_rng(0).bytes(config.MAX_UPLOAD_BYTES + 1024))
+    """A photo over 20 MB is refused by the photo box; any file over the upload cap (a zip may be 100 MB) by
+    Gradio itself, before the app sees it."""
+    photo = tmp_path / "huge.jpg"
+    photo.write_bytes(b"\xff\xd8\xff" + bytes(config.MAX_UPLOAD_BYTES + 1024))
+    with pytest.raises(Exception, match="File is larger than 20 MB"):
+        client.predict(handle_file(str(photo)), "scratch", 3, api_name="/search")
+    big = tmp_path / "bigger.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + bytes(config.MY_GALLERY.max_upload_bytes + 1024))
     with pytest.raises(Exception, match="exceeds the maximum file size"):
         client.predict(handle_file(str(big)), "scratch", 3, api_name="/search")
-    r = httpx.post(server + "gradio_api/upload", files={"files": ("huge.jpg", big.read_bytes(), "image/jpeg")})
+    with open(big, "rb") as f:
+        r = httpx.post(server + "gradio_api/upload", files={"files": ("bigger.jpg", f, "image/jpeg")})
     assert r.status_code == 413 and "exceeded maximum allowed size" in r.text
 
 
