@@ -656,7 +656,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                 gr.Markdown(mine_intro(), elem_id="mine-intro")
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
-                        files = gr.File(file_count="multiple", label="Photos or a zip",
+                        files = gr.File(file_count="multiple", label="Photos or a zip", height=260,
                                         file_types=["image", ".zip", ".heic", ".heif", ".avif"], elem_id="mine-files")
                         build = gr.Button("Build my gallery", variant="primary", elem_id="mine-build")
                         status = gr.Markdown(elem_id="mine-status")

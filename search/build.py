@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .data import display_name, fingerprint_files, gallery_items, warn_bad
-from .encoders import Encoder
+from .encoders import Encoder, embed_shared, input_key
 from .errors import IndexError_
 from .index import GalleryIndex, load_index, thumbs_dir
 from .projection import tsne_2d
@@ -21,7 +21,7 @@ from .reader import PhotoReader, make_loader
 from .writer import remove_stale_temp_files, write_index, write_thumbnails
 
 ENGINES = ("local", "ray")
-Progress = Callable[[str, int, int], None]  # (stage, done, total): "encode" per batch, "map" before the t-SNE
+Progress = Callable[[float, str], None]  # (fraction of the build done, what is happening)
 
 
 @dataclass
@@ -34,13 +34,15 @@ class Encoded:
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (worker-seconds on Ray)
 
 
-def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
-                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                 desc: str = "encoding", progress: Progress | None = None) -> Encoded:
-    """The local engine: DataLoader workers decode ahead of the forward pass; thumbnails written as they come."""
-    reader = PhotoReader([(p, 0) for p in paths], encoder.transform, thumbnails=thumbs is not None)
+def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
+                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None) -> dict[str, Encoded]:
+    """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
+    once per batch; DataLoader workers decode ahead of the forward pass; thumbnails are written as they come."""
+    reader = PhotoReader([(p, 0) for p in paths], encoders[0].transform, thumbnails=thumbs is not None)
     stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
-    vecs, kept, names = [], [], []
+    vecs: list[list[np.ndarray]] = [[] for _ in encoders]
+    kept, names = [], []
     batches = iter(make_loader(reader, batch_size, workers=workers))
     with tqdm(total=len(reader), desc=desc, unit="img") as bar:
         while True:
@@ -53,10 +55,11 @@ def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = 
             warn_bad(batch["errors"])
             bar.update(len(batch["index"]) + len(batch["errors"]))
             if progress is not None:
-                progress("encode", bar.n, len(reader))
+                progress(bar.n, len(reader))
             if batch["image"] is None:
                 continue
-            vecs.append(encoder.embed(batch["image"]).numpy())
+            for out, v in zip(vecs, embed_shared(encoders, batch["image"])):
+                out.append(v.numpy())
             t2 = time.perf_counter()
             if thumbs is not None:
                 write_thumbnails(batch["thumb_name"], batch["thumb_jpeg"], thumbs)
@@ -64,48 +67,93 @@ def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = 
             stages["thumbnails"] += time.perf_counter() - t2
             kept += batch["index"]
             names += batch["thumb_name"]
-    emb = np.concatenate(vecs) if vecs else np.zeros((0, encoder.dim), np.float32)
-    return Encoded(emb, kept, names, stages)
+    return {e.name: Encoded(np.concatenate(v) if v else np.zeros((0, e.dim), np.float32), kept, names, dict(stages))
+            for e, v in zip(encoders, vecs)}
 
 
-def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path, float16: bool = False,
-                batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                tsne_cfg: config.TsneConfig = config.TsneConfig(), engine: str = "local",
-                ray_address: str | None = None, num_gpus_per_worker: float = 0.0,
-                progress: Progress | None = None) -> GalleryIndex:
-    """Encode a photo folder into `index_root/<encoder>/` (+ shared thumbnails), atomically, on either engine.
+def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
+                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                 desc: str = "encoding") -> Encoded:
+    """The local engine for one encoder."""
+    return encode_shared([encoder], paths, thumbs, batch_size, workers, desc)[encoder.name]
 
-    The folder may have train/ and test/ (then `split` picks from them), class sub-folders, or just photos.
-    """
-    if engine not in ENGINES:
-        raise IndexError_(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    data_root, index_root = Path(data_root), Path(index_root)
-    started = time.time()
+
+def _listing(data_root: Path, split: str, index_root: Path) -> tuple[list[str], list, str, Path]:
+    """The photos to index (classes, (path, item) pairs, recorded split) and the thumbnails folder, made ready."""
     classes, pairs, recorded_split = gallery_items(data_root, split)
     if not pairs:
         raise IndexError_(f"No images found under {data_root} for split {split!r}.")
     thumbs = thumbs_dir(index_root)
     thumbs.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(thumbs)
-    paths = [p for p, _ in pairs]
-    if engine == "ray":
-        from .ray_engine import encode_ray
+    return classes, pairs, recorded_split, thumbs
 
-        enc = encode_ray(encoder, paths, thumbs, index_root, batch_size, ray_address, num_gpus_per_worker, workers)
-    else:
-        enc = encode_local(encoder, paths, thumbs, batch_size, workers, desc=f"indexing {encoder.name}",
-                           progress=progress)
+
+def _write(encoder: Encoder, enc: Encoded, classes: list[str], pairs: list, recorded_split: str, data_root: Path,
+           index_root: Path, engine: str, seconds: float, float16: bool, tsne_cfg: config.TsneConfig) -> GalleryIndex:
+    """The map stage and the writer: t-SNE, metadata, manifest, atomic swap; the index loaded back."""
     if len(enc.kept) == 0:
         raise IndexError_(f"None of the {len(pairs)} images under {data_root} could be decoded.")
     items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(enc.kept, enc.thumbs)]
-    if progress is not None:
-        progress("map", len(enc.kept), len(pairs))
     t = time.perf_counter()
     coords = tsne_2d(enc.embeddings, tsne_cfg)
     stages = {**enc.stages, "map": time.perf_counter() - t}
     meta = {"split": recorded_split, "dataset_root": str(data_root), "skipped": len(pairs) - len(enc.kept),
             "dataset_fingerprint": fingerprint_files(data_root, [p[1] for p in pairs]),
             "classes": [display_name(c) for c in classes], "class_folders": classes,
-            "build_seconds": round(time.time() - started, 1),
+            "build_seconds": round(seconds + stages["map"], 1),
             "build": {"engine": engine, "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}}
     return load_index(write_index(index_root, encoder, enc.embeddings, items, coords, meta, float16), encoder)
+
+
+def build_indexes(encoders: Sequence[Encoder], data_root: Path, split: str, index_root: Path, float16: bool = False,
+                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                  tsne_cfg: config.TsneConfig = config.TsneConfig(),
+                  progress: Progress | None = None) -> dict[str, GalleryIndex]:
+    """Several encoders' indexes of one photo folder on the local engine, each photo read once per trunk and each
+    trunk run once (pretrained and transfer share one pass); `progress(fraction, what)` follows every photo."""
+    data_root, index_root = Path(data_root), Path(index_root)
+    classes, pairs, recorded_split, thumbs = _listing(data_root, split, index_root)
+    paths = [p for p, _ in pairs]
+    groups: dict[int, list[Encoder]] = {}
+    for e in encoders:
+        groups.setdefault(input_key(e), []).append(e)
+    units = len(groups) * len(paths) + len(encoders) * max(1, len(paths) // 10)  # a map costs ~ a tenth of a pass
+    done = 0
+    report = progress or (lambda fraction, what: None)
+    indexes: dict[str, GalleryIndex] = {}
+    for group in groups.values():
+        started, label = time.time(), " + ".join(e.name for e in group)
+        encoded = encode_shared(group, paths, thumbs, batch_size, workers, desc=f"indexing {label}",
+                                progress=lambda n, total, d=done: report((d + n) / units, f"{label}: {n}/{total} photos"))
+        done += len(paths)
+        for e in group:
+            report(done / units, f"{e.name}: t-SNE map")
+            indexes[e.name] = _write(e, encoded[e.name], classes, pairs, recorded_split, data_root, index_root,
+                                     "local", time.time() - started, float16, tsne_cfg)
+            done += max(1, len(paths) // 10)
+    return {e.name: indexes[e.name] for e in encoders}
+
+
+def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path, float16: bool = False,
+                batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                tsne_cfg: config.TsneConfig = config.TsneConfig(), engine: str = "local",
+                ray_address: str | None = None, num_gpus_per_worker: float = 0.0) -> GalleryIndex:
+    """Encode a photo folder into `index_root/<encoder>/` (+ shared thumbnails), atomically, on either engine.
+
+    The folder may have train/ and test/ (then `split` picks from them), class sub-folders, or just photos.
+    """
+    if engine not in ENGINES:
+        raise IndexError_(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    if engine == "local":
+        return build_indexes([encoder], data_root, split, index_root, float16, batch_size, workers, tsne_cfg)[
+            encoder.name]
+    from .ray_engine import encode_ray
+
+    data_root, index_root = Path(data_root), Path(index_root)
+    started = time.time()
+    classes, pairs, recorded_split, thumbs = _listing(data_root, split, index_root)
+    enc = encode_ray(encoder, [p for p, _ in pairs], thumbs, index_root, batch_size, ray_address,
+                     num_gpus_per_worker, workers)
+    return _write(encoder, enc, classes, pairs, recorded_split, data_root, index_root, engine, time.time() - started,
+                  float16, tsne_cfg)

@@ -19,7 +19,7 @@ from .errors import LandmarkError
 from .evaluate import evaluate, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
-from .build import build_index
+from .build import build_index, build_indexes
 from .index import GalleryIndex, index_path, is_current, load_index
 from .storage import atomic_path
 from .trunks import TrunkFallbackWarning
@@ -178,15 +178,28 @@ def gallery_index_dir(photo_dir: Path, root: Path = config.INDEX_DIR) -> Path:
 
 def prepare_gallery(photo_dir: Path, index_root: Path, checkpoint_dir: Path, weights: Path | None = None,
                     trunk: str | None = None, log: Log = print) -> list[StepLog]:
-    """Index any photo folder with every encoder that can be loaded, reusing indexes that are current."""
+    """Index any photo folder with every encoder that can be loaded, reusing indexes that are current; the stale
+    ones are built together (one read of the photos, one pass of the shared trunk)."""
     store = EncoderStore(checkpoint_dir, weights)
-    results = []
+    results, stale = {}, []
     for name in REGISTRY:
-        res, started = StepLog(name), time.time()
-        results.append(res)
+        res = results[name] = StepLog(name)
         try:
-            current_index(store.load(name, trunk=trunk), photo_dir, "all", index_root, res, log)
+            encoder = store.load(name, trunk=trunk)
         except LandmarkError as exc:
             res.notes.append(f"unavailable: {exc}")
-        res.seconds = round(time.time() - started, 1)
-    return results
+            continue
+        res.label = encoder.label
+        if is_current(index_root, encoder, photo_dir, "all"):
+            res.gallery = load_index(index_path(index_root, name), encoder).manifest["count"]
+            log(f"{name}: index is current")
+        else:
+            stale.append(encoder)
+    if stale:
+        log(f"{' + '.join(e.name for e in stale)}: building indexes of {photo_dir}")
+        started = time.time()
+        for name, index in build_indexes(stale, photo_dir, "all", index_root).items():
+            results[name].gallery = index.manifest["count"]
+            results[name].notes.append("index built")
+            results[name].seconds = round(time.time() - started, 1)
+    return list(results.values())

@@ -143,6 +143,22 @@ class Encoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
+def input_key(encoder: Encoder) -> int:
+    """Encoders with the same key take the same preprocessed input: a shared trunk (and its transform)."""
+    return id(encoder.trunk) if encoder.trunk is not None else id(encoder)
+
+
+def embed_shared(encoders: Sequence[Encoder], batch: torch.Tensor) -> list[torch.Tensor]:
+    """One preprocessed batch under several encoders of the same input_key, running their trunk once."""
+    if len({input_key(e) for e in encoders}) != 1:
+        raise ValueError("embed_shared needs encoders that take the same input (one trunk).")
+    if encoders[0].trunk is None:
+        return [encoders[0].embed(batch)]
+    with torch.inference_mode():
+        feats = encoders[0].trunk(batch.to(config.device()))
+    return [e.embed_trunk_features(feats) for e in encoders]
+
+
 def combine(*parts: str) -> str:
     """Fingerprint of several fingerprints."""
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from . import config
-from .encoders import REGISTRY, Encoder, EncoderStore, spec
+from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared, input_key, spec
 from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
 from .gpu import gpu_task
@@ -102,19 +102,15 @@ class SearchEngine:
     def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
         """One image under several encoders, running each shared trunk only once."""
         self.on_device()
-        out: dict[str, np.ndarray] = {}
-        trunk_feats: dict[int, torch.Tensor] = {}
+        groups: dict[int, list[Encoder]] = {}
         for name in names:
             enc = self.backend(name).encoder
-            if enc.trunk is None:
-                out[name] = enc.encode([image])[0]
-                continue
-            key = id(enc.trunk)
-            if key not in trunk_feats:
-                with torch.inference_mode():
-                    trunk_feats[key] = enc.trunk(enc.transform(image)[None].to(config.device()))
-            out[name] = enc.embed_trunk_features(trunk_feats[key])[0].numpy()
-        return out
+            groups.setdefault(input_key(enc), []).append(enc)
+        out: dict[str, np.ndarray] = {}
+        for encs in groups.values():
+            for enc, vec in zip(encs, embed_shared(encs, encs[0].transform(image)[None])):
+                out[enc.name] = vec[0].numpy()
+        return {n: out[n] for n in names}
 
     def search_vector(self, name: str, vector: np.ndarray, k: int) -> list[Hit]:
         """Ranked hits of an already-embedded query."""

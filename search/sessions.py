@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import config
-from .build import build_index
+from .build import build_indexes
 from .encoders import Encoder
 from .engine import SearchEngine
 from .errors import LandmarkError
 from .uploads import unpack
 
 PHOTOS_DIRNAME = "your photos"  # a flat upload's one class is named after it (map legend, captions)
-Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening), as build_indexes reports it
 
 
 @dataclass
@@ -91,12 +91,8 @@ class PrivateGalleries:
             encoders = self.encoders()
             if not encoders:
                 raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
-            for i, (name, encoder) in enumerate(encoders.items()):
-                def step(stage: str, done: int, total: int, i: int = i, name: str = name) -> None:
-                    what = f"{name}: {done}/{total} photos" if stage == "encode" else f"{name}: t-SNE map"
-                    report((i + (0.9 * done / max(total, 1) if stage == "encode" else 0.95)) / len(encoders), what)
-
-                build_index(encoder, unpacked.root, "all", folder / "index", workers=0, progress=step)
+            build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index", workers=0,
+                          progress=report)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)
             skipped = next(iter(engine.backends.values())).index.manifest.get("skipped", 0)
             gallery = PrivateGallery(token, folder, owner, engine, unpacked.photos, unpacked.groups, skipped,

@@ -172,3 +172,26 @@ def test_embed_many_runs_the_shared_trunk_once_and_matches_each_encoder(built, t
     assert len(calls) == 1
     for name, vec in vectors.items():
         np.testing.assert_allclose(vec, engine.embed(name, image), atol=1e-5)
+
+
+def test_building_several_indexes_runs_a_shared_trunk_once_and_matches_separate_builds(built, trained, dataset,
+                                                                                         tmp_path):
+    """pretrained and transfer share the trunk: one pass over the photos serves both, and the indexes equal the
+    ones built one at a time."""
+    from search.build import build_indexes
+
+    store = EncoderStore(trained)
+    encs = [store.load(n, trunk=OFFLINE_TRUNK) for n in ("scratch", "pretrained", "transfer")]
+    trunk = encs[1].trunk
+    assert encs[2].trunk is trunk
+    seen = []
+    hook = trunk.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
+    try:
+        together = build_indexes(encs, dataset, "train", tmp_path / "together", workers=0)
+    finally:
+        hook.remove()
+    assert sum(seen) == 24  # the 24 train photos went through the trunk once, not twice
+    for enc in encs:
+        alone = build_index(enc, dataset, "train", tmp_path / "alone", workers=0)
+        np.testing.assert_allclose(together[enc.name].embeddings, alone.embeddings, atol=1e-5)
+        assert [i["path"] for i in together[enc.name].items] == [i["path"] for i in alone.items]
