@@ -97,6 +97,9 @@ class App:
         if name not in self.engine.backends:
             return f"**{spec.title}** — {spec.description}\n\n⚠️ Unavailable: {self.engine.unavailable.get(name)}"
         b = self.engine.backends[name]
+        if self.private:
+            return (f"**{b.encoder.label}** — {spec.description}\n\nYour photos have no landmark labels, so there is "
+                    "no retrieval score here: judge by eye, or compare the encoders side by side.")
         return (f"**{b.encoder.label}** — {spec.description}\n\n"
                 f"How well does it retrieve? {metrics_summary(b.index.eval_report())}")
 
@@ -664,6 +667,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                         mine_map = MapView(map_value(None, message="Your gallery's map appears here"),
                                            elem_id="mine-map")
                 build.click(site.my_gallery, [files, mine], [status, mine], api_name="my_gallery",
+                            show_progress_on=[mine_map],
                             concurrency_limit=config.MY_GALLERY.build_concurrency, concurrency_id="my_gallery").success(
                     lambda: MINE, None, pick, **private).success(site.preview, [mine], mine_map, **private).success(
                     site.built_note, status, status, **private)

@@ -37,10 +37,6 @@ class PrivateGallery:
     seconds: float
     last_used: float = field(default_factory=time.monotonic)
 
-    @property
-    def photo_dir(self) -> Path:
-        return self.folder / PHOTOS_DIRNAME
-
     def summary(self) -> str:
         """One line: photos, groups, encoders, build time and photos/s (every encoder's pass included)."""
         kept = self.photos - self.skipped
@@ -93,6 +89,8 @@ class PrivateGalleries:
                 raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
             build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index", workers=0,
                           progress=report)
+            # The index needs only its thumbnails: the originals go now (less disk, less of the visitor's data kept).
+            shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)
             skipped = next(iter(engine.backends.values())).index.manifest.get("skipped", 0)
             gallery = PrivateGallery(token, folder, owner, engine, unpacked.photos, unpacked.groups, skipped,

@@ -149,6 +149,7 @@ def test_a_private_gallery_is_built_searched_expired_and_removed(tmp_path, train
             buf = io.BytesIO()
             synthetic_image(cid, np.random.default_rng(100 + i)).save(buf, format="HEIF" if i % 2 else "AVIF")
             members[f"{group}/{group}-{i}.{'heic' if i % 2 else 'avif'}"] = buf.getvalue()
+    query = open_image(members["greens/greens-1.heic"])
     z = _zip(tmp_path / "phone.zip", members)
     store = EncoderStore(trained)
     encoders = {n: store.load(n, trunk=OFFLINE_TRUNK) for n in ("scratch", "pretrained")}
@@ -162,7 +163,7 @@ def test_a_private_gallery_is_built_searched_expired_and_removed(tmp_path, train
     assert "scratch: 6/6 photos" in whats and "scratch: t-SNE map" in whats
     fractions = [f for f, _ in steps]
     assert fractions == sorted(fractions) and fractions[-1] < 1
-    query = open_image(g.photo_dir / "greens" / "greens-1.heic")
+    assert [p.name for p in g.folder.iterdir()] == ["index"]  # the originals are gone: thumbnails serve the app
     hits = g.engine.search("pretrained", query, 3)
     assert hits[0].path == "greens/greens-1.heic" and hits[0].class_name == "greens"
     assert galleries.owner_of(g.folder / "index" / "thumbnails" / "x.jpg") == "visitor-1"
