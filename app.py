@@ -379,6 +379,11 @@ class Site:
         self._views.pop(mine or "", None)
         self.galleries.drop(mine)
 
+    def tab_closed(self, request: gr.Request) -> None:
+        """The visitor closed or reloaded the tab: its gallery goes now (Gradio keeps closed sessions' state an hour)."""
+        for token in self.galleries.drop_session(getattr(request, "session_hash", None) or ""):
+            self._views.pop(token, None)
+
     # -- Your photos ------------------------------------------------------------------------------------------
 
     def my_gallery(self, files: list[str] | None, mine: str | None, request: gr.Request,
@@ -393,7 +398,8 @@ class Site:
         owner = visitor_of(request.headers if request is not None else None)
         try:
             gallery = self.galleries.build(owner, [f for f in files or [] if f],
-                                           lambda f, what: progress(f, desc=what))
+                                           lambda f, what: progress(f, desc=what),
+                                           session=getattr(request, "session_hash", None) or "")
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
         if mine and mine != gallery.token:
@@ -682,6 +688,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
         pick.change(site.switch, [pick, mine, image, encoder, top_k],
                     [source, encoder, info, *outputs, *c_galleries, *c_maps, *c_notes, agreement, c_state],
                     **private).then(lambda s: s, source, pick, **private)
+        demo.unload(site.tab_closed)
     demo.site = site  # launch() guards the private galleries' files with it
     return demo
 

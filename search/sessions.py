@@ -29,6 +29,7 @@ class PrivateGallery:
     token: str
     folder: Path
     owner: str
+    session: str       # the browser session that built it (its tab)
     engine: SearchEngine
     photos: int
     groups: tuple[str, ...]
@@ -65,7 +66,8 @@ class PrivateGalleries:
     def __len__(self) -> int:
         return len(self._live)
 
-    def build(self, owner: str, files: Sequence[Path | str], report: Report = lambda f, s: None) -> PrivateGallery:
+    def build(self, owner: str, files: Sequence[Path | str], report: Report = lambda f, s: None,
+              session: str = "") -> PrivateGallery:
         """Unpack an upload into a new private folder and index it with every available encoder."""
         if not owner:
             raise LandmarkError("A private gallery is bound to the visitor cookie this app sets, and this request "
@@ -93,7 +95,7 @@ class PrivateGalleries:
             shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)
             skipped = next(iter(engine.backends.values())).index.manifest.get("skipped", 0)
-            gallery = PrivateGallery(token, folder, owner, engine, unpacked.photos, unpacked.groups, skipped,
+            gallery = PrivateGallery(token, folder, owner, session, engine, unpacked.photos, unpacked.groups, skipped,
                                      unpacked.ignored, time.perf_counter() - started)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -119,6 +121,13 @@ class PrivateGalleries:
             gallery = self._live.pop(token or "", None)
         if gallery is not None:
             shutil.rmtree(gallery.folder, ignore_errors=True)
+
+    def drop_session(self, session: str) -> list[str]:
+        """A browser tab closed: delete the galleries it built; their tokens."""
+        tokens = [t for t, g in list(self._live.items()) if session and g.session == session]
+        for token in tokens:
+            self.drop(token)
+        return tokens
 
     def sweep(self, now: float | None = None) -> None:
         """Drop galleries unused for longer than the time limit."""

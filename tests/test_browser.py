@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import httpx
 import numpy as np
 import pytest
 
@@ -191,3 +192,9 @@ def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browse
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "3")
     assert browser.find_element(By.ID, "results").text.count("holiday-") == 3
     assert _first_result_path(browser, wait) == photos[1].name
+    # The visitor's files: served to this browser, to no one else, and gone once the tab is closed.
+    thumb = browser.find_elements(By.CSS_SELECTOR, "#results img")[0].get_attribute("src")
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    assert httpx.get(thumb, cookies=cookies).status_code == 200 and httpx.get(thumb).status_code == 404
+    browser.get("about:blank")
+    wait.until(lambda d: httpx.get(thumb, cookies=cookies).status_code == 404)
