@@ -24,6 +24,7 @@ from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broke
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
                             metrics_row, metrics_summary, shared_by_all, verdict, UNCALIBRATED_PRIVATE)
 from search.sessions import PrivateGalleries
+from search.uploads import discard
 from search.storage import atomic_path
 from search.visitor import PrivateFiles, visitor_of
 
@@ -404,6 +405,7 @@ class Site:
             raise gr.Error(str(exc)) from exc
         if mine and mine != gallery.token:
             self.forget(mine)
+        discard(files or [], Path(gr.utils.get_upload_folder()))  # the originals live on only as thumbnails
         return gallery.summary(), gallery.token
 
     @staticmethod
@@ -675,7 +677,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                 build.click(site.my_gallery, [files, mine], [status, mine], api_name="my_gallery",
                             show_progress_on=[mine_map],
                             concurrency_limit=config.MY_GALLERY.build_concurrency, concurrency_id="my_gallery").success(
-                    lambda: MINE, None, pick, **private).success(site.preview, [mine], mine_map, **private).success(
+                    lambda: (MINE, None), None, [pick, files], **private).success(site.preview, [mine], mine_map, **private).success(
                     site.built_note, status, status, **private)
 
             with gr.Tab("How it works", id="how-tab"):
@@ -718,8 +720,12 @@ the similarity. The result's side is computed from its thumbnail.
 **Metrics**: test-split photos are used as queries against the train-split gallery; P@k is the share of the top k
 that show the same landmark, mAP@10 rewards putting the right landmark first.
 
+**Your photos**: the same encoders index photos you drop into a private gallery (thumbnails, vectors, a t-SNE map
+coloured by sub-folder); the *Gallery* radio switches every view to it. Nothing there is labelled, so there is no
+calibrated confidence: captions show the raw distance.
+
 **For programs and AI assistants**: the API (`search`, `search_json`, `similar_to`, `explain`, `compare`; see "Use via
-API" below) is also an MCP server at `/gradio_api/mcp/`.
+API" below; `my_gallery` and `search_mine` for your own photos) is also an MCP server at `/gradio_api/mcp/`.
 """
 
 

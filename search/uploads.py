@@ -194,3 +194,20 @@ def unpack(files: Sequence[Path | str], dest: Path,
             zf.close()
     groups = tuple(sorted(d.name for d in dest.iterdir() if d.is_dir())) if grouped else ()
     return Unpacked(dest, len(photos), groups, ignored)
+
+
+def discard(files: Sequence[Path | str], upload_dir: Path) -> int:
+    """Delete the uploaded copies of an upload that live in the web framework's upload folder (never anything
+    outside it); how many were deleted."""
+    root, n = Path(upload_dir).resolve(), 0
+    for f in files:
+        path = Path(f).resolve()
+        if root not in path.parents or not path.is_file():
+            continue
+        path.unlink()
+        n += 1
+        try:
+            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+        except OSError:
+            pass
+    return n

@@ -6,6 +6,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio
 import httpx
 import numpy as np
 import pytest
@@ -35,6 +36,8 @@ def test_two_sessions_each_search_only_their_own_gallery_and_files(server, tmp_p
     status_a = a.predict([handle_file(str(p)) for p in mine_a], api_name="/my_gallery")
     status_b = b.predict([handle_file(str(p)) for p in mine_b], api_name="/my_gallery")
     assert status_a.startswith("Your gallery: 4 photos") and status_b.startswith("Your gallery: 5 photos")
+    uploads = Path(gradio.utils.get_upload_folder())
+    assert not [p for p in uploads.rglob("*.jpg") if p.name.startswith(("alpha-", "beta-"))]  # only thumbnails stay
     for client, own, k in ((a, mine_a, 4), (b, mine_b, 5)):
         for encoder in ("scratch", "pretrained", "transfer"):
             gallery, the_map, verdict = client.predict(handle_file(str(own[2])), encoder, 20, api_name="/search_mine")
