@@ -265,6 +265,42 @@ def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
         "also writes 256-px thumbnails, which the naive loop does not", higher_is_better=True)
 
 
+def bench_gallery(tmp: Path, rng: np.random.Generator, checkpoint_dir: Path, folder: Path | None,
+                  n: int = 192) -> None:
+    """A private gallery's build (every encoder): indexes built together (a shared trunk runs once) vs one by one."""
+    from search.build import build_index, build_indexes
+    from search.encoders import REGISTRY
+    from search.errors import LandmarkError
+
+    if folder is None:
+        folder = tmp / "gallery-images"
+        folder.mkdir()
+        for i in range(n):
+            bench.synthetic_photo(rng, (400, 300)).save(folder / f"{i}.jpg", quality=90)
+    store = EncoderStore(checkpoint_dir)
+    encs = []
+    for name in REGISTRY:
+        try:
+            encs.append(store.load(name, trunk="efficientnet_lite0"))
+        except LandmarkError as exc:
+            tqdm.write(f"gallery build: {name} skipped ({exc})")
+    if sum(e.trunk is not None for e in encs) < 2:
+        tqdm.write("gallery build: needs the transfer head (--checkpoint-dir) for a shared trunk; row skipped")
+        return
+    best: dict[str, float] = {}
+    for r in range(2):  # interleaved rounds, best of each
+        for way in ("together", "one by one"):
+            root, t = tmp / f"gallery-{way}-{r}", time.perf_counter()
+            if way == "together":
+                count = next(iter(build_indexes(encs, folder, "all", root, workers=0).values())).manifest["count"]
+            else:
+                count = [build_index(e, folder, "all", root, workers=0) for e in encs][0].manifest["count"]
+            best[way] = max(best.get(way, 0.0), count / (time.perf_counter() - t))
+    row(f"gallery build, {count} photos, {len(encs)} encoders (EfficientNet-Lite0)", best["together"],
+        best["one by one"], "photo/s", "build_indexes (one read per trunk, shared trunk once) vs build_index per "
+        "encoder; t-SNE included", higher_is_better=True)
+
+
 def bench_engines(tmp: Path, rng: np.random.Generator, n: int = 192) -> None:
     """The same index build on Ray Data (started locally, already running) and on the local engine."""
     from search import ray_engine
@@ -457,7 +493,11 @@ def main() -> None:
     p.add_argument("--ann", type=int, nargs="+", default=[1_000_000], help="gallery sizes of the ANN rows")
     p.add_argument("--ann-kinds", nargs="+", default=["clustered", "uniform"], choices=["clustered", "uniform"])
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (saves ~1 min)")
-    parts = ["encode", "search", "e2e", "map", "explain", "build", "engines", "memory", "scale", "ann", "quality"]
+    p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR, help="trained encoders (gallery row)")
+    p.add_argument("--gallery-dir", type=Path, default=None, help="photo folder of the gallery row (default: 192 "
+                                                                      "generated photos)")
+    parts = ["encode", "search", "e2e", "map", "explain", "build", "gallery", "engines", "memory", "scale", "ann",
+             "quality"]
     p.add_argument("--only", nargs="+", choices=parts)
     a = p.parse_args()
     only = set(a.only or parts)
@@ -497,6 +537,8 @@ def main() -> None:
             bench_explain(weights, tmp, rng)
         if "build" in only:
             bench_build(tmp, rng, 192)
+        if "gallery" in only:
+            bench_gallery(tmp, rng, a.checkpoint_dir, a.gallery_dir)
         if "engines" in only:
             bench_engines(tmp, rng)
         if "memory" in only:
