@@ -13,8 +13,7 @@ from starlette.middleware import Middleware
 
 from search import config
 from search.demo import list_examples
-from search.encoders import REGISTRY
-from search.encoders import Encoder
+from search.encoders import REGISTRY, Encoder
 from search.engine import Hit, SearchEngine
 from search.errors import BadImageError, LandmarkError
 from search.images import open_image, placeholder
@@ -22,10 +21,10 @@ from search.index import thumbs_dir
 from search.mapview import MapView, allowed_files, file_url
 from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broken_thumbnails_warning,
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
-                            metrics_row, metrics_summary, shared_by_all, verdict, UNCALIBRATED_PRIVATE)
+                            metrics_row, metrics_summary, shared_by_all, UNCALIBRATED_PRIVATE, verdict)
 from search.sessions import PrivateGalleries
-from search.uploads import discard
 from search.storage import atomic_path
+from search.uploads import discard
 from search.visitor import PrivateFiles, visitor_of
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
@@ -408,16 +407,13 @@ class Site:
         discard(files or [], Path(gr.utils.get_upload_folder()))  # the originals live on only as thumbnails
         return gallery.summary(), gallery.token
 
-    @staticmethod
-    def built_note(status: str) -> str:
-        """The status shown in the tab, with where to go next."""
-        return (f"✅ {status}\n\nThe *Gallery* above now shows **Your photos**: search them in the **Search** tab, or "
-                "see how the three encoders group them in **Compare encoders**.")
-
-    def preview(self, mine: str | None) -> dict:
-        """The map of a freshly built private gallery, under its first encoder."""
+    def built(self, status: str, mine: str | None):
+        """After a build, in the tab: switch the Gallery radio to it, clear the upload list, show the map of its first
+        encoder and the status with where to go next."""
         view = self.view(MINE, mine)
-        return map_value(next(iter(view.layer_urls.values()), None))
+        note = (f"✅ {status}\n\nThe *Gallery* above now shows **Your photos**: search them in the **Search** tab, or "
+                "see how the three encoders group them in **Compare encoders**.")
+        return MINE, None, map_value(next(iter(view.layer_urls.values()), None)), note
 
     def search_mine(self, image, encoder: str, top_k: float, mine: str | None):
         """Search your own gallery (built with my_gallery in this session) for the photos most similar to a photo.
@@ -527,7 +523,7 @@ def mine_intro(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
             f"Your gallery is yours alone: it lives in a folder of this session, its files are served only to this "
             f"browser, and it is deleted when you close the tab or {limits.ttl_seconds // 60} minutes after you last "
             f"used it. Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
-            f"({limits.max_unpacked_bytes // 2**20} MB unpacked), {limits.max_pixels / 1e6:.0f} megapixels per photo.")
+            f"({limits.max_unpacked_bytes // 2**20} MB unpacked), {config.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per photo.")
 
 
 def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
@@ -676,9 +672,9 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                                            elem_id="mine-map")
                 build.click(site.my_gallery, [files, mine], [status, mine], api_name="my_gallery",
                             show_progress_on=[mine_map],
-                            concurrency_limit=config.MY_GALLERY.build_concurrency, concurrency_id="my_gallery").success(
-                    lambda: (MINE, None), None, [pick, files], **private).success(site.preview, [mine], mine_map, **private).success(
-                    site.built_note, status, status, **private)
+                            concurrency_limit=config.MY_GALLERY.build_concurrency,
+                            concurrency_id="my_gallery").success(
+                    site.built, [status, mine], [pick, files, mine_map, status], **private)
 
             with gr.Tab("How it works", id="how-tab"):
                 gr.Markdown(HOW_IT_WORKS)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .data import display_name, fingerprint_files, gallery_items, warn_bad
-from .encoders import Encoder, embed_shared, input_key
+from .encoders import Encoder, embed_shared, group_by_input
 from .errors import IndexError_
 from .index import GalleryIndex, load_index, thumbs_dir
 from .projection import tsne_2d
@@ -115,14 +115,12 @@ def build_indexes(encoders: Sequence[Encoder], data_root: Path, split: str, inde
     data_root, index_root = Path(data_root), Path(index_root)
     classes, pairs, recorded_split, thumbs = _listing(data_root, split, index_root)
     paths = [p for p, _ in pairs]
-    groups: dict[int, list[Encoder]] = {}
-    for e in encoders:
-        groups.setdefault(input_key(e), []).append(e)
+    groups = group_by_input(encoders)
     units = len(groups) * len(paths) + len(encoders) * max(1, len(paths) // 10)  # a map costs ~ a tenth of a pass
     done = 0
     report = progress or (lambda fraction, what: None)
     indexes: dict[str, GalleryIndex] = {}
-    for group in groups.values():
+    for group in groups:
         started, label = time.time(), " + ".join(e.name for e in group)
         encoded = encode_shared(group, paths, thumbs, batch_size, workers, desc=f"indexing {label}",
                                 progress=lambda n, total, d=done: report((d + n) / units, f"{label}: {n}/{total} photos"))

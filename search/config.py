@@ -124,13 +124,13 @@ COMPARE_TOP_K_MAX = 24
 
 @dataclass(frozen=True)
 class MyGalleryLimits:
-    """Caps of the private galleries visitors build from their own photos in the app (shown in its UI text)."""
+    """Caps of the private galleries visitors build from their own photos in the app (shown in its UI text); one
+    photo's pixels are capped by MAX_IMAGE_PIXELS, as everywhere."""
 
     max_photos: int = 500                       # photos in one gallery
     max_upload_bytes: int = 100 * 1024 * 1024    # all uploaded files together, and any one file (zip)
     max_unpacked_bytes: int = 400 * 1024 * 1024  # what the zips unpack to, all together
     max_ratio: int = 100                          # a zip member unpacking to more than 100x its size is a zip bomb
-    max_pixels: int = MAX_IMAGE_PIXELS            # one photo
     ttl_seconds: int = 3600                       # a gallery is removed an hour after it was built or last used
     max_galleries: int = 32                       # live at once in one app process
     build_concurrency: int = 2                    # builds that run at once; the rest wait in the queue

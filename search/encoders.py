@@ -148,6 +148,14 @@ def input_key(encoder: Encoder) -> int:
     return id(encoder.trunk) if encoder.trunk is not None else id(encoder)
 
 
+def group_by_input(encoders: Sequence[Encoder]) -> list[list[Encoder]]:
+    """The encoders in groups that take the same input (in first-seen order), for embed_shared."""
+    groups: dict[int, list[Encoder]] = {}
+    for e in encoders:
+        groups.setdefault(input_key(e), []).append(e)
+    return list(groups.values())
+
+
 def embed_shared(encoders: Sequence[Encoder], batch: torch.Tensor) -> list[torch.Tensor]:
     """One preprocessed batch under several encoders of the same input_key, running their trunk once."""
     if len({input_key(e) for e in encoders}) != 1:

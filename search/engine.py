@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from . import config
-from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared, input_key, spec
+from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared, group_by_input, spec
 from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
 from .gpu import gpu_task
@@ -102,12 +102,8 @@ class SearchEngine:
     def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
         """One image under several encoders, running each shared trunk only once."""
         self.on_device()
-        groups: dict[int, list[Encoder]] = {}
-        for name in names:
-            enc = self.backend(name).encoder
-            groups.setdefault(input_key(enc), []).append(enc)
         out: dict[str, np.ndarray] = {}
-        for encs in groups.values():
+        for encs in group_by_input([self.backend(n).encoder for n in names]):
             for enc, vec in zip(encs, embed_shared(encs, encs[0].transform(image)[None])):
                 out[enc.name] = vec[0].numpy()
         return {n: out[n] for n in names}

@@ -63,9 +63,6 @@ class PrivateGalleries:
         self._live: dict[str, PrivateGallery] = {}
         self._building: set[str] = set()
 
-    def __len__(self) -> int:
-        return len(self._live)
-
     def build(self, owner: str, files: Sequence[Path | str], report: Report = lambda f, s: None,
               session: str = "") -> PrivateGallery:
         """Unpack an upload into a new private folder and index it with every available encoder."""

@@ -123,7 +123,9 @@ def _copy(photo: Photo, target: Path, zips: dict[Path, zipfile.ZipFile], limit: 
     if photo.member is None:
         shutil.copyfile(photo.source, target)
         return target.stat().st_size
-    zf = zips.setdefault(photo.source, zipfile.ZipFile(photo.source))
+    if photo.source not in zips:  # each zip is opened once for all its members
+        zips[photo.source] = zipfile.ZipFile(photo.source)
+    zf = zips[photo.source]
     written = 0
     with zf.open(photo.member) as src, open(target, "wb") as out:
         while chunk := src.read(1 << 20):
