@@ -344,6 +344,7 @@ class Site:
         self.landmarks = App(engine, work_dir)
         self.galleries = PrivateGalleries(Path(work_dir) / config.SESSIONS_DIRNAME, self.encoders)
         self._encoders: dict[str, Encoder] | None = None
+        self.unavailable: dict[str, str] = {}  # why an encoder cannot index private galleries
         self._views: dict[str, App] = {}
 
     def encoders(self) -> dict[str, Encoder]:
@@ -356,8 +357,8 @@ class Site:
                 if name not in loaded:
                     try:
                         loaded[name] = engine.store.load(name, trunk=trunk)
-                    except LandmarkError:
-                        continue
+                    except LandmarkError as exc:
+                        self.unavailable[name] = str(exc)
             self._encoders = {n: loaded[n] for n in REGISTRY if n in loaded}
         return self._encoders
 
@@ -371,6 +372,7 @@ class Site:
             raise gr.Error("You have no gallery of your own yet (or it expired after "
                            f"{config.MY_GALLERY.ttl_seconds // 60} minutes): build one in the Your photos tab.")
         if mine not in self._views:
+            gallery.engine.unavailable.update(self.unavailable)  # its engine only knows the encoders it was given
             self._views[mine] = App(gallery.engine, gallery.folder, private=True)
         return self._views[mine]
 
@@ -411,8 +413,11 @@ class Site:
         """After a build, in the tab: switch the Gallery radio to it, clear the upload list, show the map of its first
         encoder and the status with where to go next."""
         view = self.view(MINE, mine)
-        note = (f"✅ {status}\n\nThe *Gallery* above now shows **Your photos**: search them in the **Search** tab, or "
-                "see how the three encoders group them in **Compare encoders**.")
+        compare = (" or see how the encoders group them in **Compare encoders**" if len(view.engine.backends) > 1
+                   else "")
+        missing = "".join(f"\n\n⚠️ {n} could not index them: {why}" for n, why in self.unavailable.items())
+        note = (f"✅ {status}\n\nThe *Gallery* above now shows **Your photos**: search them in the **Search** tab"
+                f"{compare}.{missing}")
         return MINE, None, map_value(next(iter(view.layer_urls.values()), None)), note
 
     def search_mine(self, image, encoder: str, top_k: float, mine: str | None):

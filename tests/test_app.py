@@ -222,3 +222,20 @@ def test_app_with_some_indexes_serves_those(tmp_path, built, trained):
     assert [len(g) for g in out[:3]] == [3, 3, 0] and out[5]["layer"] is None
     assert out[5]["message"] == "transfer is unavailable"  # what the map shows in place of a plot
     assert "scratch ∩ pretrained" in out[9] and "transfer" not in out[9]
+
+
+def test_private_gallery_without_checkpoints_says_why_the_other_encoders_are_missing(tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setenv("LANDMARK_TRUNK", "efficientnet_lite0")
+    site = app.Site(SearchEngine(tmp_path / "empty", tmp_path / "no-checkpoints"), tmp_path / "work")
+    assert list(site.encoders()) == ["pretrained"] and set(site.unavailable) == {"scratch", "transfer"}
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"p{i}.jpg")
+        synthetic_image(i, np.random.default_rng(60 + i)).save(photos[-1])
+    built = site.galleries.build("visitor", photos)
+    _, _, _, note = site.built(built.summary(), built.token)
+    assert "scratch could not index them" in note and "scratch.pt" in note and "Compare encoders" not in note
+    view = site.view(app.MINE, built.token)
+    assert "scratch.pt" in view.info("scratch") and "unavailable" in view.label("transfer")
