@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import uuid
 from pathlib import Path
 
 import gradio as gr
+from gradio import route_utils
+from gradio.data_classes import ImageData
 from starlette.middleware import Middleware
 
 from search import config
@@ -25,7 +28,7 @@ from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broke
 from search.sessions import PrivateGalleries
 from search.storage import atomic_path
 from search.uploads import discard
-from search.visitor import PrivateFiles, visitor_of
+from search.visitor import PrivateFiles, private_url, visitor_of
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
 INTRO = """# 🗺️ Landmark Lens
@@ -63,17 +66,44 @@ class PhotoInput(gr.Image):
         return image
 
 
-class App:
-    """Event handlers over the engine, plus what is precomputed for display: one map layer per encoder."""
+class UrlImage(gr.Image):
+    """gr.Image that shows an http(s) URL as it is, for the browser to fetch with its cookie (a private gallery's
+    file), instead of Gradio downloading it into its shared cache; anything else is shown as gr.Image shows it."""
 
-    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR, private: bool = False):
+    def get_block_name(self) -> str:
+        return "image"
+
+    def postprocess(self, value):
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return ImageData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
+        return super().postprocess(value)
+
+
+def public_root(request: gr.Request | None) -> str:
+    """The app's URL as this request's browser reaches it (through a proxy too), without a trailing slash."""
+    req = getattr(request, "request", None)
+    if req is None:
+        return ""
+    return route_utils.get_root_url(req, route_utils.get_api_call_path(req), getattr(req.app, "root_path", None))
+
+
+class App:
+    """Event handlers over the engine, plus what is precomputed for display: one map layer per encoder.
+
+    A private gallery's files are never handed to Gradio (which would copy them into its shared cache): they go out
+    as URLs of the app's private route, absolute under `base_url` where a Gradio component needs one."""
+
+    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR, private: bool = False,
+                 private_root: Path | None = None, base_url: str = ""):
         self.engine = engine
         self.work_dir = Path(work_dir)
         self.private = private
+        self.base_url = base_url.rstrip("/")
+        self.url_of = (lambda p: private_url(private_root, p)) if private else file_url
         title = "t-SNE of your photos under {n} ({c} photos)" if private else "t-SNE of the {n} gallery ({c} images)"
-        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)), file_url)
+        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)), self.url_of)
                      for n, b in engine.backends.items()}
-        self.layer_urls = {n: file_url(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
+        self.layer_urls = {n: self.url_of(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
         self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
         if not self.missing_thumb.exists():
             with atomic_path(self.missing_thumb) as tmp:
@@ -84,7 +114,11 @@ class App:
         warning = broken_thumbnails_warning(hits, encoder)
         if warning:
             gr.Warning(warning)
-        return gallery_items(hits, in_all, self.missing_thumb, by_path=self.private)
+        return [(self.image(p), c) for p, c in gallery_items(hits, in_all, self.missing_thumb, by_path=self.private)]
+
+    def image(self, path: Path | str) -> str:
+        """What a Gradio image component gets for a file: its path, or a private gallery's absolute private URL."""
+        return f"{self.base_url}/{self.url_of(Path(path))}" if self.private else str(path)
 
     def label(self, name: str) -> str:
         if name in self.engine.backends:
@@ -205,15 +239,17 @@ class App:
         return json.dumps({"encoder": encoder, "label": self.label(encoder), **hits_json(hits)}, indent=1)
 
     def query_photo(self, encoder: str, query_path: str):
-        """Show a gallery photo used as the query in the photo box."""
-        return str(self.engine.gallery_photo(encoder, query_path)["thumbnail"]) if query_path else gr.skip()
+        """Show a gallery photo used as the query in the photo box (a private one never becomes an input file)."""
+        if not query_path or self.private:
+            return gr.skip()
+        return str(self.engine.gallery_photo(encoder, query_path)["thumbnail"])
 
     def select_hit(self, encoder: str, hits: list[Hit], evt: gr.SelectData):
         """A click on a result: the detail panel (larger photo, landmark, file, distance, confidence)."""
         if not hits or not isinstance(evt.index, int) or not 0 <= evt.index < len(hits):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         hit = hits[evt.index]
-        return (gr.update(visible=True), str(hit.thumbnail), hit_details(hit, self.label(encoder)), hit.path)
+        return (gr.update(visible=True), self.image(hit.thumbnail), hit_details(hit, self.label(encoder)), hit.path)
 
     def explain(self, image, encoder: str, path: str):
         """Show why a gallery photo came back for a query: heatmaps of the regions that drive their similarity.
@@ -233,7 +269,16 @@ class App:
             q, h, _ = self.engine.explain(encoder, open_image(image), str(path or ""))
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
-        return q, h
+        if not self.private:
+            return q, h
+        return self.keep_private(q), self.keep_private(h)
+
+    def keep_private(self, picture) -> str:
+        """Save an image derived from a visitor's photos inside their gallery (not Gradio's shared cache); its URL."""
+        path = self.work_dir / "derived" / f"{uuid.uuid4().hex}.jpg"
+        with atomic_path(path) as tmp:
+            picture.convert("RGB").save(tmp, format="JPEG", quality=90)
+        return self.image(path)
 
     # -- Compare tab --------------------------------------------------------------------------------------------
 
@@ -304,7 +349,7 @@ class App:
             raise gr.Error(str(exc)) from exc
         photo = next(iter(photos.values()), None)
         return (*self._compare(vectors, int(top_k), photo and photo["class_name"], query_path=path),
-                str(photo["thumbnail"]) if photo else gr.skip())
+                str(photo["thumbnail"]) if photo and not self.private else gr.skip())
 
     def brusher(self, column: str):
         """The select handler of one compare column (Gradio reads `evt`'s type from the handler's signature)."""
@@ -346,6 +391,7 @@ class Site:
         self._encoders: dict[str, Encoder] | None = None
         self.unavailable: dict[str, str] = {}  # why an encoder cannot index private galleries
         self._views: dict[str, App] = {}
+        self._base_urls: dict[str, str] = {}  # token -> the app's URL as its owner reaches it (absolute file links)
 
     def encoders(self) -> dict[str, Encoder]:
         """Every encoder this machine can load, shared with the landmark gallery (loaded once)."""
@@ -369,16 +415,19 @@ class Site:
         gallery = self.galleries.get(mine)
         if gallery is None:
             self._views.pop(mine or "", None)
+            self._base_urls.pop(mine or "", None)
             raise gr.Error("You have no gallery of your own yet (or it expired after "
                            f"{config.MY_GALLERY.ttl_seconds // 60} minutes): build one in the Your photos tab.")
         if mine not in self._views:
             gallery.engine.unavailable.update(self.unavailable)  # its engine only knows the encoders it was given
-            self._views[mine] = App(gallery.engine, gallery.folder, private=True)
+            self._views[mine] = App(gallery.engine, gallery.folder, private=True, private_root=self.galleries.root,
+                                    base_url=self._base_urls.get(mine, ""))
         return self._views[mine]
 
     def forget(self, mine: str | None) -> None:
         """A session ended or its gallery expired: delete its gallery."""
         self._views.pop(mine or "", None)
+        self._base_urls.pop(mine or "", None)
         self.galleries.drop(mine)
 
     def tab_closed(self, request: gr.Request) -> None:
@@ -404,9 +453,11 @@ class Site:
                                            session=getattr(request, "session_hash", None) or "")
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
+        finally:  # built or not, the originals do not stay in Gradio's upload folder (thumbnails serve the app)
+            discard(files or [], Path(gr.utils.get_upload_folder()))
         if mine and mine != gallery.token:
             self.forget(mine)
-        discard(files or [], Path(gr.utils.get_upload_folder()))  # the originals live on only as thumbnails
+        self._base_urls[gallery.token] = public_root(request)
         return gallery.summary(), gallery.token
 
     def built(self, status: str, mine: str | None):
@@ -527,7 +578,7 @@ def mine_intro(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
             f"map; then the **Search** and **Compare encoders** tabs work over it (switch with *Gallery* above).\n\n"
             f"Your gallery is yours alone: it lives in a folder of this session, its files are served only to this "
             f"browser, and it is deleted when you close the tab or {limits.ttl_seconds // 60} minutes after you last "
-            f"used it. Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
+            f"used it. One gallery per browser: building a new one replaces your previous one. Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
             f"({limits.max_unpacked_bytes // 2**20} MB unpacked), {config.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per photo.")
 
 
@@ -582,7 +633,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                                              elem_id="results", **gallery_kw)
                         with gr.Group(visible=False, elem_id="detail") as detail:
                             with gr.Row():
-                                d_image = gr.Image(label="Selected result", height=260, interactive=False,
+                                d_image = UrlImage(label="Selected result", height=260, interactive=False,
                                                    elem_id="detail-image")
                                 with gr.Column():
                                     d_text = gr.Markdown(elem_id="detail-text")
@@ -592,9 +643,9 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                             gr.Markdown("**Why similar?** Warm colours mark the regions that raise this encoder's "
                                         "similarity between the two photos (Grad-CAM); dimmed edges were cropped away.")
                             with gr.Row():
-                                heat_q = gr.Image(label="Your photo", height=240, interactive=False,
+                                heat_q = UrlImage(label="Your photo", height=240, interactive=False,
                                                   elem_id="heat-query")
-                                heat_h = gr.Image(label="This result", height=240, interactive=False,
+                                heat_h = UrlImage(label="This result", height=240, interactive=False,
                                                   elem_id="heat-hit")
                         gr.Markdown("**Map** — hover a point to see its photo, click it to search from it.")
                         the_map = MapView(map_value(app.layer_urls.get(default)), elem_id="map")
@@ -755,12 +806,14 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
                str((Path(work_dir) / "maps").resolve()), *allowed_files()]
     galleries = demo.site.galleries
-    # Private galleries are served from where they are (not copied into Gradio's shared cache), to their owner only.
-    gr.set_static_paths([galleries.root])
+    # Private galleries are neither static nor allowed for Gradio, and blocked outright (no route of Gradio's serves,
+    # copies or accepts their files); the app's own /private/ route serves them to their owner only.
+    blocked = sorted({os.path.abspath(galleries.root), os.path.realpath(galleries.root)})
     guard = Middleware(PrivateFiles, root=galleries.root, owner_of=galleries.owner_of)
     demo.launch(server_name=host, server_port=port, share=share,
                 max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
-                show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]}, **kw)
+                blocked_paths=blocked, show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]},
+                **kw)
     return demo
 
 

@@ -133,6 +133,7 @@ class MyGalleryLimits:
     max_ratio: int = 100                          # a zip member unpacking to more than 100x its size is a zip bomb
     ttl_seconds: int = 3600                       # a gallery is removed an hour after it was built or last used
     max_galleries: int = 32                       # live at once in one app process
+    max_per_visitor: int = 1                      # live per visitor cookie: a new build replaces the previous one
     build_concurrency: int = 2                    # builds that run at once; the rest wait in the queue
 
 

@@ -3,6 +3,7 @@ under the app's work dir, bound to the visitor that built it, removed when its s
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import threading
@@ -61,7 +62,7 @@ class PrivateGalleries:
         self.root.mkdir(parents=True, mode=0o700)
         self._lock = threading.Lock()
         self._live: dict[str, PrivateGallery] = {}
-        self._building: set[str] = set()
+        self._building: dict[str, str] = {}  # token -> owner, while its build runs
 
     def build(self, owner: str, files: Sequence[Path | str], report: Report = lambda f, s: None,
               session: str = "") -> PrivateGallery:
@@ -70,13 +71,20 @@ class PrivateGalleries:
             raise LandmarkError("A private gallery is bound to the visitor cookie this app sets, and this request "
                                 f"carried none: load the app page first and send its cookies back "
                                 f"({config.VISITOR_COOKIE}); gradio_client does this by itself.")
+        self.refuse_private(files)
         self.sweep()
         with self._lock:
-            if len(self._live) + len(self._building) >= self.limits.max_galleries:
+            if sum(o == owner for o in self._building.values()) >= self.limits.max_per_visitor:
+                raise LandmarkError("Your previous gallery is still being built: wait for it to finish, then build "
+                                    "again (a new gallery replaces your previous one).")
+            # this visitor's oldest galleries make room first: they are replaced, not counted against the others
+            own = sorted((g.last_used, t) for t, g in self._live.items() if g.owner == owner)
+            kept = min(len(own), self.limits.max_per_visitor - 1)
+            if len(self._live) - len(own) + len(self._building) + kept + 1 > self.limits.max_galleries:
                 raise LandmarkError(f"The app is holding as many private galleries as it can "
                                     f"({self.limits.max_galleries}); try again in a few minutes.")
             token = secrets.token_hex(16)
-            self._building.add(token)
+            self._building[token] = owner
         folder = self.root / token
         started = time.perf_counter()
         try:
@@ -99,10 +107,26 @@ class PrivateGalleries:
             raise
         finally:
             with self._lock:
-                self._building.discard(token)
+                self._building.pop(token, None)
         with self._lock:
             self._live[token] = gallery
+            own = sorted((g.last_used, t) for t, g in self._live.items() if g.owner == owner and t != token)
+        for _, old in own[:max(0, len(own) + 1 - self.limits.max_per_visitor)]:
+            self.drop(old)  # replaced by the new one
         return gallery
+
+    def is_private(self, path: Path | str) -> bool:
+        """Whether a path lies inside the private galleries' folder, lexically or once symlinks are followed."""
+        root_forms = {os.path.normpath(os.path.abspath(self.root)), os.path.realpath(self.root)}
+        forms = {os.path.normpath(os.path.abspath(path)), os.path.realpath(path)}
+        return any(f == r or f.startswith(r + os.sep) for f in forms for r in root_forms)
+
+    def refuse_private(self, files: Sequence[Path | str]) -> None:
+        """A file inside any private gallery is never an input (not even its owner's): refuse it by name."""
+        for f in files:
+            if self.is_private(f):
+                raise LandmarkError(f"{Path(f).name} is a file of a private gallery on this server, not an upload: "
+                                    "send the photo itself.")
 
     def get(self, token: str | None) -> PrivateGallery | None:
         """The live gallery of that token (its clock restarts), or None."""

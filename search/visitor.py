@@ -1,22 +1,33 @@
-"""Who is asking: a random visitor cookie, and a file route that serves a private gallery only to its owner.
+"""Who is asking, and the one route that serves a private gallery's files: to the visitor cookie that built it.
 
-Gradio's file route serves any allowed file to anyone who knows its path; it has no notion of sessions. This
-ASGI middleware sits in front of it: every response to a visitor without the cookie sets one (browsers and
-gradio_client send it back), and a request for a file under the private galleries' folder is answered only
-when its cookie is the one that built that gallery; to anyone else the file does not exist (404).
+Private galleries are not a Gradio static or allowed path (and are on its blocked list), so Gradio serves none of
+their files. This ASGI middleware sits in front of the whole app:
+- `/private/<token>/<file>` is answered from that gallery's folder when, and only when, the request's visitor
+  cookie is the one that built it, and the file lies inside the folder both lexically and physically;
+- any other request that names a place inside the private galleries' folder, by any route and in any spelling
+  (percent-encoded, `..` after a symlinked folder, doubled slashes, `./`, relative to the working directory), is
+  answered 404 before the app sees it;
+- every response to a visitor without the cookie sets one (browsers and gradio_client send it back):
+  `SameSite=None; Secure` when the request came over https (a Space shows the app in a cross-site iframe), `Lax`
+  on plain http.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import unquote
+
+from starlette.responses import FileResponse, PlainTextResponse
 
 from . import config
 
-FILE_ROUTE = "/file="
+PRIVATE_ROUTE = "/private/"
+COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
 def visitor_of(headers: Mapping[str, str] | None) -> str:
@@ -29,37 +40,111 @@ def visitor_of(headers: Mapping[str, str] | None) -> str:
     return morsel.value if morsel is not None else ""
 
 
+def is_https(scope: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """Whether the browser reached the app over https (directly, or through a proxy that says so)."""
+    forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return scope.get("scheme") == "https" or forwarded == "https"
+
+
+def visitor_cookie(value: str, https: bool) -> str:
+    """The Set-Cookie value of a new visitor cookie: cross-site capable over https, Lax on plain http."""
+    same_site = "SameSite=None; Secure" if https else "SameSite=Lax"
+    return f"{config.VISITOR_COOKIE}={value}; Path=/; HttpOnly; {same_site}; Max-Age={COOKIE_MAX_AGE}"
+
+
+def private_url(root: Path, path: Path) -> str:
+    """The app-relative URL of a file inside a private gallery (`private/<token>/<file>`)."""
+    rel = Path(path).resolve().relative_to(Path(root).resolve())
+    return PRIVATE_ROUTE.lstrip("/") + rel.as_posix()
+
+
+def _decoded(text: str, rounds: int = 4) -> str:
+    """Percent-decoding applied until nothing changes (a double-encoded path decodes all the way)."""
+    for _ in range(rounds):
+        new = unquote(text)
+        if new == text:
+            break
+        text = new
+    return text
+
+
+def _candidates(text: str) -> Iterator[str]:
+    """Every filesystem path a route could read out of a request path or query: each tail after a '/' or '='."""
+    text = _decoded(text).replace("\\", "/")
+    for m in re.finditer(r"[/=]", text):
+        tail = text[m.start() + (m.group() == "="):]
+        if tail:
+            yield tail
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 class PrivateFiles:
-    """ASGI middleware: hands out visitor cookies and guards the files of private galleries."""
+    """ASGI middleware: hands out visitor cookies, serves private gallery files to their owner, denies all else."""
 
     def __init__(self, app: Any, root: Path, owner_of: Callable[[Path], str | None]):
         self.app = app
-        self.root = Path(root).resolve()
+        self.root = Path(root)
+        # the folder as written and as the filesystem resolves it: a request may reach it either way
+        self.roots = {os.path.normpath(os.path.abspath(self.root)), os.path.realpath(self.root)}
         self.owner_of = owner_of
 
-    def _allowed(self, path: str, visitor: str) -> bool:
-        target = Path(unquote(path.split(FILE_ROUTE, 1)[1])).resolve()
-        if target != self.root and self.root not in target.parents:
-            return True  # not private: Gradio's own rules apply
-        owner = self.owner_of(target)
-        return bool(owner) and secrets.compare_digest(owner, visitor)
+    def names_private(self, text: str) -> bool:
+        """Whether a request path or query names anything inside the private galleries' folder, in any spelling."""
+        for tail in _candidates(text):
+            absolute = tail if tail.startswith("/") else os.path.join(os.getcwd(), tail)
+            lexical = os.path.normpath(re.sub(r"/+", "/", absolute))
+            for form in {lexical, os.path.realpath(lexical), os.path.realpath(re.sub(r"/+", "/", absolute))}:
+                if any(_inside(form, root) for root in self.roots):
+                    return True
+        return False
+
+    def private_file(self, route_path: str, visitor: str) -> Path | None:
+        """The file a `/private/<token>/<file>` request names, when this visitor owns it; else None."""
+        rel = _decoded(route_path[len(PRIVATE_ROUTE):])
+        parts = rel.split("/")
+        if not visitor or len(parts) < 2 or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+            return None
+        owner = self.owner_of(self.root / parts[0])
+        if not owner or not secrets.compare_digest(owner, visitor):
+            return None
+        folder = self.root / parts[0]
+        target = folder.joinpath(*parts[1:])
+        real_folder, real_target = os.path.realpath(folder), os.path.realpath(target)
+        if not _inside(os.path.normpath(target), os.path.normpath(folder)) or not _inside(real_target, real_folder):
+            return None
+        return Path(real_target) if os.path.isfile(real_target) else None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         visitor = visitor_of(headers)
-        if FILE_ROUTE in scope["path"] and not self._allowed(scope["path"], visitor):
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-            await send({"type": "http.response.body", "body": b"Not found."})
+        path = scope.get("path", "")
+        query = scope.get("query_string", b"").decode("latin-1")
+        raw = scope.get("raw_path", b"").decode("latin-1")
+        response = None
+        if path.startswith(PRIVATE_ROUTE) and scope["type"] == "http":
+            target = self.private_file(path, visitor)
+            response = (FileResponse(target, headers={"Cache-Control": "private, max-age=3600", "Vary": "Cookie"})
+                        if target is not None else None)
+            if response is None:
+                response = PlainTextResponse("Not found.", status_code=404)
+        elif self.names_private(path) or self.names_private(raw) or self.names_private(query):
+            response = PlainTextResponse("Not found.", status_code=404)
+        if response is not None and scope["type"] == "http":
+            await response(scope, receive, send)
             return
-        if visitor:
+        if response is not None:  # a websocket naming a private path: refuse the handshake
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if visitor or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookie = (f"{config.VISITOR_COOKIE}={secrets.token_urlsafe(24)}; Path=/; HttpOnly; SameSite=Lax; "
-                  f"Max-Age={30 * 24 * 3600}").encode("latin-1")
+        cookie = visitor_cookie(secrets.token_urlsafe(24), is_https(scope, headers)).encode("latin-1")
 
         async def send_with_cookie(message: dict) -> None:
             if message["type"] == "http.response.start":

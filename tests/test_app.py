@@ -152,19 +152,30 @@ def test_unusual_but_valid_images_are_converted_and_searched(client, tmp_path, n
     assert len(gallery) == 4 and the_map["traces"][1]["name"] == "your photo"
 
 
-def test_missing_image_unknown_encoder_and_bad_k(client, photo):
+def test_missing_image_and_k_past_the_gallery(client, photo):
+    # (an unknown encoder or an out-of-range k never reaches the app through the API: Gradio's Radio and Slider
+    # refuse them first, with their own messages; the app's own messages are tested on the handlers below)
     with pytest.raises(Exception, match="Drop a photo"):
         client.predict(None, "pretrained", 3, api_name="/search")
-    with pytest.raises(Exception, match="nope"):
-        client.predict(handle_file(str(photo)), "nope", 3, api_name="/search")
-    with pytest.raises(Exception, match="less than minimum"):
-        client.predict(handle_file(str(photo)), "pretrained", 0, api_name="/search")
-    with pytest.raises(Exception, match="greater than maximum"):
-        client.predict(handle_file(str(photo)), "pretrained", 500, api_name="/search")
     gallery, _, _ = client.predict(handle_file(str(photo)), "pretrained", 50, api_name="/search")
     assert len(gallery) == 33  # k larger than the (small) gallery returns all of it
     gallery, _, _ = client.predict(handle_file(str(photo)), "pretrained", 2, api_name="/search")
     assert len(gallery) == 2
+
+
+def test_the_handlers_own_messages_for_an_unknown_encoder_and_a_k_that_is_no_number(built, trained, photo,
+                                                                                     tmp_path):
+    import gradio as gr
+
+    import app
+
+    view = app.App(SearchEngine(built, trained), tmp_path / "work")
+    with pytest.raises(gr.Error, match="Unknown encoder 'nope'; choose one of scratch, pretrained, transfer"):
+        view.search(Image.open(photo), "nope", 3)
+    with pytest.raises(gr.Error, match="top-k must be a whole number"):
+        view.search(Image.open(photo), "pretrained", "many")
+    with pytest.raises(gr.Error, match="Unknown encoder"):
+        view.explain(Image.open(photo), "nope", "x.jpg")
 
 
 def test_app_without_any_index_explains_what_to_do(tmp_path, trained, monkeypatch):

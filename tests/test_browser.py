@@ -192,6 +192,15 @@ def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browse
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "3")
     assert browser.find_element(By.ID, "results").text.count("holiday-") == 3
     assert _first_result_path(browser, wait) == photos[1].name
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    wait.until(lambda d: all(d.execute_script(loaded, img) for img in d.find_elements(By.CSS_SELECTOR, "#results img")))
+    # the detail panel and its heatmaps over the private gallery: shown to this browser, from the private route
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[1].click()
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detail-image img, #heat-query img, #heat-hit img")) == 3)
+    shown = browser.find_elements(By.CSS_SELECTOR, "#detail-image img, #heat-query img, #heat-hit img")
+    wait.until(lambda d: all(d.execute_script(loaded, img) for img in shown))
+    assert all("/private/" in img.get_attribute("src") for img in shown)
     # The visitor's files: served to this browser, to no one else, and gone once the tab is closed.
     thumb = browser.find_elements(By.CSS_SELECTOR, "#results img")[0].get_attribute("src")
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}

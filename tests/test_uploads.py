@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -105,21 +106,40 @@ def test_upload_over_the_byte_cap_is_refused_before_reading(tmp_path):
         plan([big], LIMITS)
 
 
-def test_a_member_that_unpacks_to_more_than_it_declares_is_stopped(tmp_path):
-    z = _zip(tmp_path / "lie.zip", {"a.jpg": bytes(3 * 2**20)})
+def _lying_zip(path: Path, declared: int, fix_crc: bool) -> Path:
+    """A zip whose one member declares `declared` bytes while its deflated stream holds 3 MB (optionally with the
+    CRC of what the declared size covers, so that only the size lies)."""
+    content = bytes(range(256)) * (3 * 2**20 // 256)
+    z = _zip(path, {"a.jpg": content})
     data = bytearray(z.read_bytes())
-    # shrink the declared size in both headers; the deflated stream still holds 3 MB
     with zipfile.ZipFile(z) as zf:
         info = zf.infolist()[0]
-    real = info.file_size.to_bytes(4, "little")
-    small = (1000).to_bytes(4, "little")
-    assert data.count(real) == 2
-    z.write_bytes(bytes(data).replace(real, small))
+    pairs = [(info.file_size.to_bytes(4, "little"), declared.to_bytes(4, "little"))]
+    if fix_crc:
+        pairs.append((info.CRC.to_bytes(4, "little"), zlib.crc32(content[:declared]).to_bytes(4, "little")))
+    for real, lie in pairs:
+        assert data.count(real) == 2  # local header and central directory
+        data = bytearray(bytes(data).replace(real, lie))
+    z.write_bytes(bytes(data))
+    return z
+
+
+def test_a_member_that_unpacks_to_more_than_it_declares_is_refused_by_its_crc(tmp_path):
+    z = _lying_zip(tmp_path / "lie.zip", 1000, fix_crc=False)
     session = tmp_path / "session"
     session.mkdir()
-    with pytest.raises(UploadError):
+    with pytest.raises(UploadError, match=r"A zip could not be unpacked \(Bad CRC-32 for file 'a.jpg'\): nothing was "
+                                          r"kept"):
         unpack([z], session / "photos", LIMITS)
     assert _tree(session) == []
+
+
+def test_a_member_lying_about_its_size_never_writes_more_than_it_declares(tmp_path):
+    """Even with a CRC that matches the declared part, the 3 MB stream writes only the 1,000 bytes it declared: the
+    declared sizes, capped before unpacking, bound the disk a zip can take."""
+    z = _lying_zip(tmp_path / "lie.zip", 1000, fix_crc=True)
+    out = unpack([z], tmp_path / "session" / "photos", LIMITS)
+    assert (out.root / "a.jpg").stat().st_size == 1000
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
