@@ -24,7 +24,8 @@ from search.index import thumbs_dir
 from search.mapview import MapView, allowed_files, file_url
 from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broken_thumbnails_warning,
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
-                            metrics_row, metrics_summary, shared_by_all, UNCALIBRATED_PRIVATE, verdict)
+                            metrics_row, metrics_summary, reliability_figure, shared_by_all, unreliable_note,
+                            UNCALIBRATED_PRIVATE, verdict)
 from search.sessions import PrivateGalleries
 from search.storage import atomic_path
 from search.uploads import discard
@@ -145,6 +146,9 @@ class App:
         curves = {b.encoder.label: b.index.calibration for b in self.engine.backends.values() if b.index.calibration}
         return calibration_figure(curves) if curves else None
 
+    def reliability_plot(self):
+        return reliability_figure({b.encoder.label: b.index.eval_report() for b in self.engine.backends.values()})
+
     # -- Search tab ---------------------------------------------------------------------------------------------
 
     def _check(self, encoder: str, top_k: float) -> int:
@@ -164,10 +168,13 @@ class App:
                        f"{len(self.engine.backends[encoder].index.items)} images.")
         row = self.engine.gallery_photo(encoder, query_path)["row"] if query_path else None
         value = map_value(self.layer_urls[encoder], self.maps[encoder].query_traces(hits, query_row=row))
-        return self._gallery(encoder, hits), value, self.verdict(hits), hits, query_path
+        return self._gallery(encoder, hits), value, self.verdict(hits, encoder), hits, query_path
 
-    def verdict(self, hits: list[Hit]) -> str:
-        return verdict(hits, UNCALIBRATED_PRIVATE if self.private else None)
+    def verdict(self, hits: list[Hit], encoder: str | None = None) -> str:
+        if self.private or encoder not in self.engine.backends:
+            return verdict(hits, UNCALIBRATED_PRIVATE if self.private else None)
+        b = self.engine.backends[encoder]
+        return verdict(hits, None, unreliable_note(b.encoder.label, b.index.eval_report()))
 
     def search(self, image, encoder: str, top_k: float):
         """Find the gallery photos most similar to a photo, under one of the three encoders.
@@ -282,11 +289,12 @@ class App:
 
     # -- Compare tab --------------------------------------------------------------------------------------------
 
-    def _compare(self, vectors: dict, k: int, known_class: str | None, query_path: str = ""):
+    def _compare(self, vectors: dict, k: int, known_class: str | None, query_path: str = "",
+                 trunks: dict | None = None, rows: dict | None = None):
         hits: dict[str, list[Hit]] = {}
         for name, vec in vectors.items():
             try:
-                hits[name] = self.engine.search_vector(name, vec, k)
+                hits[name] = self.engine.search_vector(name, vec, k, (trunks or {}).get(name), (rows or {}).get(name))
             except LandmarkError as exc:
                 raise gr.Error(str(exc)) from exc
         paths = {n: [h.path for h in hs] for n, hs in hits.items()}
@@ -301,7 +309,7 @@ class App:
                 continue
             galleries.append(self._gallery(name, hits[name], shared))
             maps.append(self._small_map(name, state))
-            notes.append(found_summary(hits[name], known_class) or self.verdict(hits[name]))
+            notes.append(found_summary(hits[name], known_class) or self.verdict(hits[name], name))
         agreement = agreement_summary(paths, k)
         return (*galleries, *maps, *notes, agreement, state)
 
@@ -333,10 +341,10 @@ class App:
         if image is None:
             raise gr.Error("Drop a photo first (or click one of the examples).")
         try:
-            vectors = self.engine.embed_many(list(self.engine.backends), open_image(image))
+            vectors, trunks = self.engine.embed_with_trunk(list(self.engine.backends), open_image(image))
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
-        return self._compare(vectors, int(top_k), known_class or None)
+        return self._compare(vectors, int(top_k), known_class or None, trunks=trunks)
 
     def compare_gallery_photo(self, path: str, top_k: float):
         """Compare the encoders on a gallery photo, by its stored vectors; its landmark is known."""
@@ -348,7 +356,8 @@ class App:
         except LandmarkError as exc:
             raise gr.Error(str(exc)) from exc
         photo = next(iter(photos.values()), None)
-        return (*self._compare(vectors, int(top_k), photo and photo["class_name"], query_path=path),
+        rows = {n: p["row"] for n, p in photos.items()}
+        return (*self._compare(vectors, int(top_k), photo and photo["class_name"], query_path=path, rows=rows),
                 str(photo["thumbnail"]) if photo and not self.private else gr.skip())
 
     def brusher(self, column: str):
@@ -734,10 +743,16 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
 
             with gr.Tab("How it works", id="how-tab"):
                 gr.Markdown(HOW_IT_WORKS)
+                reliable = app.reliability_plot()
+                if reliable is not None:
+                    gr.Plot(reliable, label="Reliability of the match confidence", elem_id="reliability")
+                    gr.Dataframe(value=app.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
+                                 label="Closed-set retrieval, then the open-set figures (landmarks left out)",
+                                 elem_id="open-set-table")
                 curve = app.calibration_plot()
                 if curve is not None:
-                    gr.Plot(curve, label="Calibration curves", elem_id="calibration")
-                else:
+                    gr.Plot(curve, label="Distance-only calibration curves (the fallback)", elem_id="calibration")
+                elif reliable is None:
                     gr.Markdown("_No encoder is calibrated yet: `scripts/evaluate.py` fits the curves._")
         pick.change(site.switch, [pick, mine, image, encoder, top_k],
                     [source, encoder, info, *outputs, *c_galleries, *c_maps, *c_notes, agreement, c_state],
@@ -761,9 +776,15 @@ HOW_IT_WORKS = """
 is placed at the distance-weighted mean of its nearest neighbours, and the top-k hits are ringed. Hover a point to see
 its photo; click it (or a result, then *Search with this photo*) to search from that photo by its stored vector.
 
-**Match confidence** ("94% same landmark"): a raw distance means different things to different encoders, so each one
-gets its own curve from distance to P(same landmark), fitted by isotonic regression on every (test photo, gallery
-photo) pair when the index is evaluated. Below 50% for the best hit, the page says there is no confident match.
+**Match confidence** ("94% same landmark") answers "does this hit show my photo's landmark?", and often the honest
+answer is that the gallery does not hold it. So it is fitted with landmarks *left out*: the landmarks are split into
+three folds, each fold's test photos are searched against a gallery without that fold (scratch and transfer with
+models trained without it too), and a logistic regression learns P(same landmark) from a hit's distance, its margin
+to the nearest hit of another landmark, how many of the top 10 show its landmark and, for transfer, the distance in
+its ImageNet trunk's own space. Its figures are cross-validated over the folds: AUROC separating right top hits from
+absent landmarks, the share of absent landmarks called a match, GAP. Below 50% for the best hit the page says the
+landmark does not seem to be in the gallery; an encoder whose AUROC is under 0.75 says its percentages cannot be
+trusted. The reliability diagram below shows, per encoder, what it said against how often it was right.
 
 **Why similar?** For a selected result, the similarity of the two embeddings is differentiated with respect to each
 photo's last convolutional feature map; channels weighted by their mean gradient (Grad-CAM) show which regions raise

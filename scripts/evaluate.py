@@ -1,6 +1,8 @@
-"""Test-split photos as queries against the train-split gallery: precision@1/5/10 and mAP@10."""
+"""Test-split photos as queries against the train-split gallery: precision@1/5/10 and mAP@10; then the open-set
+evaluation (landmarks left out of the gallery and of training) that fits and scores the match confidence."""
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -11,6 +13,19 @@ from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args,
 from search.encoders import EncoderStore  # noqa: E402
 from search.engine import open_backend  # noqa: E402
 from search.evaluate import evaluate, save_evaluation  # noqa: E402
+from search.errors import LandmarkError  # noqa: E402
+from search.index import EVAL, read_manifest  # noqa: E402
+from search.open_eval import evaluate_open_set, save_open_set  # noqa: E402
+
+
+def trunk_in_use(index_dir: Path) -> str | None:
+    """The trunk the trunk-based indexes next to this one were built with (the scratch CNN has none of its own)."""
+    for name in ("pretrained", "transfer"):
+        try:
+            return read_manifest(index_dir / name).get("trunk")
+        except LandmarkError:
+            continue
+    return None
 
 
 def main() -> None:
@@ -19,12 +34,23 @@ def main() -> None:
     add_index_dir(p)
     add_encoder(p)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--closed-set-only", action="store_true",
+                   help="skip the open-set evaluation (folds of landmarks left out; trains a model per fold)")
     add_model_args(p, trunk=False)
     a = p.parse_args()
-    backend = open_backend(EncoderStore(a.checkpoint_dir, a.weights), a.index_dir, a.encoder)
+    store = EncoderStore(a.checkpoint_dir, a.weights)
+    backend = open_backend(store, a.index_dir, a.encoder)
     result = evaluate(backend.encoder, backend.index, a.data_dir, workers=a.workers)
     save_evaluation(result, backend.index)
-    print(json.dumps(result.report))
+    report = result.report
+    if not a.closed_set_only:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the one JSON line (torch hub prints there)
+            opened = evaluate_open_set({a.encoder: backend.encoder}, {a.encoder: backend.index}, a.data_dir, store,
+                                       workers=a.workers, trunk_name=trunk_in_use(a.index_dir),
+                                       log=lambda s: print(s, file=sys.stderr))[a.encoder]
+        save_open_set(opened, backend.index, backend.index.path / EVAL)
+        report = {**report, **{k: v for k, v in opened.report.items() if k != "reliability"}}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,23 @@ MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
 EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
 CONFIDENT_P_SAME = 0.5          # below this, even the best hit is "no confident match"
 CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confidence curve is fitted on
+RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent from present landmarks worse says so
+MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
+                                # (in cross-validation over left-out landmarks) from being called one
+
+
+@dataclass(frozen=True)
+class OpenSetConfig:
+    """The leave-classes-out evaluation that fits and scores the match confidence (README: "Open-set")."""
+
+    folds: int = 3             # each fold leaves a third of the landmarks out of the gallery and out of training
+    k: int = 10                # the hits a confidence looks at (distance, margin, agreement among the top k)
+    scratch_epochs: int = 10   # per fold model (the full model trains 30); README gives what this costs and changes
+    transfer_epochs: int = 30  # per fold head (seconds on cached trunk features), as the full head
+    seed: int = SEED
+
+
+OPEN_SET = OpenSetConfig()
 
 # Inference on CPU (measured by scripts/benchmark.py: channels_last is faster for both trunks and ranks
 # identically; torch.compile is opt-in because it costs ~20 s per trunk at start).

@@ -20,7 +20,8 @@ from .evaluate import evaluate, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
 from .build import build_index, build_indexes
-from .index import GalleryIndex, index_path, is_current, load_index
+from .index import EVAL, GalleryIndex, index_path, is_current, load_index
+from .open_eval import evaluate_open_set, save_open_set
 from .storage import atomic_path
 from .trunks import TrunkFallbackWarning
 
@@ -118,7 +119,7 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
     except LandmarkError as exc:
         notes.append(f"trunk: {exc}")
         trunk = None
-    results = []
+    results, ready = [], {}
     for name, spec in REGISTRY.items():
         res, started = StepLog(name), time.time()
         results.append(res)
@@ -143,18 +144,40 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
                 save_evaluation(result, index)
                 report = result.report
             res.p1, res.map10 = report["precision@1"], report["mAP@10"]
+            ready[name] = (encoder, index)
         except LandmarkError as exc:
             res.notes.append(f"failed: {exc}")
         except Exception as exc:  # one broken step must not stop the others
             res.notes.append(f"failed: {type(exc).__name__}: {exc}")
             log(traceback.format_exc())
         res.seconds = round(time.time() - started, 1)
+    notes += open_set_step(ready, data_dir, store, trunk, log, train_cfg=train_cfg)
     try:
         if not list_examples(index_root):
             write_examples(data_dir, index_root)
     except LandmarkError as exc:
         notes.append(f"examples: {exc}")
     return results, notes
+
+
+def open_set_step(ready: dict[str, tuple[Encoder, GalleryIndex]], data_dir: Path, store: EncoderStore,
+                  trunk: str | None, log: Log = print, cfg: config.OpenSetConfig = config.OPEN_SET,
+                  train_cfg: config.TrainConfig = config.TrainConfig()) -> list[str]:
+    """Fit and score the open-set match confidence of the ready encoders when any lacks one; its own time line."""
+    if not ready or all(ix.confidence is not None and "open_set" in (ix.eval_report() or {})
+                        for _, ix in ready.values()):
+        return []
+    started = time.time()
+    try:
+        results = evaluate_open_set({n: e for n, (e, _) in ready.items()}, {n: ix for n, (_, ix) in ready.items()},
+                                    data_dir, store, cfg, train_cfg, log=log, trunk_name=trunk)
+    except LandmarkError as exc:
+        return [f"open-set evaluation failed: {exc}"]
+    for name, result in results.items():
+        index = ready[name][1]
+        save_open_set(result, index, index.path / EVAL)
+    return [f"open-set evaluation (match confidence with {cfg.folds} folds of landmarks left out; scratch fold models "
+            f"{cfg.scratch_epochs} epochs): {time.time() - started:.0f} s"]
 
 
 def summary_table(results: list[StepLog]) -> str:

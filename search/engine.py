@@ -17,6 +17,7 @@ from .explain import Explanation, overlay, similarity_maps
 from .gpu import gpu_task
 from .images import is_readable_jpeg, open_image
 from .index import GalleryIndex, index_path, load_index, read_manifest
+from .openset import hit_features
 from .rank import Searcher
 
 
@@ -32,6 +33,7 @@ class Hit:
     thumbnail: Path
     p_same: float | None = None   # calibrated P(same landmark); None when the index is not calibrated
     thumbnail_ok: bool = True     # False when the thumbnail file is missing or corrupt
+    threshold: float = config.CONFIDENT_P_SAME  # the P at or above which this encoder calls a top hit a match
 
 
 @dataclass
@@ -101,37 +103,80 @@ class SearchEngine:
     @gpu_task
     def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
         """One image under several encoders, running each shared trunk only once."""
+        return self._embed_with_trunk(names, image)[0]
+
+    def _embed_with_trunk(self, names: Sequence[str], image: Image.Image
+                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One image under several encoders (each shared trunk run once), and, for the trunk-based ones, the unit
+        vector of the trunk's own features (the evidence an open-set confidence reads)."""
         self.on_device()
         out: dict[str, np.ndarray] = {}
+        trunk_out: dict[str, np.ndarray] = {}
         for encs in group_by_input([self.backend(n).encoder for n in names]):
-            for enc, vec in zip(encs, embed_shared(encs, encs[0].transform(image)[None])):
-                out[enc.name] = vec[0].numpy()
-        return {n: out[n] for n in names}
+            batch = encs[0].transform(image)[None]
+            if encs[0].trunk is None:
+                out[encs[0].name] = encs[0].embed(batch)[0].numpy()
+                continue
+            with torch.inference_mode():
+                feats = encs[0].trunk(batch.to(config.device()))
+            unit = torch.nn.functional.normalize(feats.float(), dim=1)[0].cpu().numpy()
+            for enc in encs:
+                out[enc.name], trunk_out[enc.name] = enc.embed_trunk_features(feats)[0].numpy(), unit
+        return {n: out[n] for n in names}, {n: trunk_out[n] for n in names if n in trunk_out}
 
-    def search_vector(self, name: str, vector: np.ndarray, k: int) -> list[Hit]:
-        """Ranked hits of an already-embedded query."""
+    embed_with_trunk = gpu_task(_embed_with_trunk)
+
+    def search_vector(self, name: str, vector: np.ndarray, k: int, trunk_vector: np.ndarray | None = None,
+                      row: int | None = None) -> list[Hit]:
+        """Ranked hits of an already-embedded query (`trunk_vector`: its trunk's unit vector; `row`: the gallery row
+        it is, for a search from a gallery photo), each with its match confidence when the index has one."""
         b = self.backend(name)
         if int(k) < 1:
             raise LandmarkError(f"top-k must be at least 1 (got {k}).")
         k = min(int(k), config.TOP_K_MAX, len(b.index.items))
-        idx, dist = b.searcher.search(vector[None, :], k)
-        cal = b.index.calibration
-        p = cal(dist[0]) if cal is not None else [None] * len(dist[0])
+        conf = b.index.confidence
+        depth = min(max(k, conf.k), len(b.index.items)) if conf is not None else k
+        idx, dist = b.searcher.search(vector[None, :], depth)
+        idx, dist = idx[:, :depth], dist[:, :depth]
+        if conf is not None:
+            p = self._confidence(b, idx, dist, trunk_vector, row)[:k]
+        elif b.index.calibration is not None:
+            p = b.index.calibration(dist[0][:k])
+        else:
+            p = [None] * k
+        threshold = conf.threshold if conf is not None else config.CONFIDENT_P_SAME
         hits = []
-        for r, (i, d, pr) in enumerate(zip(idx[0], dist[0], p)):
+        for r, (i, d, pr) in enumerate(zip(idx[0][:k], dist[0][:k], p)):
             item, thumb = b.index.items[i], b.index.thumbnail_path(int(i))
             hits.append(Hit(r + 1, int(i), item["path"], item["class_name"], float(d), thumb,
-                            None if pr is None else float(pr), is_readable_jpeg(thumb)))
+                            None if pr is None else float(pr), is_readable_jpeg(thumb), threshold))
         return hits
+
+    @staticmethod
+    def _confidence(b: Backend, idx: np.ndarray, dist: np.ndarray, trunk_vector: np.ndarray | None,
+                    row: int | None) -> np.ndarray:
+        """P(same landmark) of each ranked hit from the index's open-set confidence."""
+        conf, index = b.index.confidence, b.index
+        labels = np.array([[index.items[i]["class_id"] for i in idx[0]]])
+        trunk_d = None
+        if conf.uses_trunk:
+            if trunk_vector is None and row is not None:
+                trunk_vector = index.trunk_vectors[row]
+            if trunk_vector is None:
+                raise LandmarkError(f"The {b.encoder.name} match confidence needs the query's trunk vector.")
+            trunk_d = np.linalg.norm(index.trunk_vectors[idx[0]] - np.asarray(trunk_vector, np.float32), axis=1)[None]
+        return conf(hit_features(dist, labels, trunk_d, window=conf.k))[0]
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
         """Ranked hits for a normalised RGB image."""
-        return self.search_vector(name, self.embed(name, image), k)
+        vectors, trunks = self.embed_with_trunk([name], image)
+        return self.search_vector(name, vectors[name], k, trunks.get(name))
 
     def similar_to(self, name: str, path: str, k: int) -> list[Hit]:
         """Ranked hits for a gallery photo, from the vector stored in the index (no re-encoding)."""
         index = self.backend(name).index
-        return self.search_vector(name, index.embeddings[index.row_of(path)], k)
+        row = index.row_of(path)
+        return self.search_vector(name, index.embeddings[row], k, row=row)
 
     def gallery_photo(self, name: str, path: str) -> dict:
         """Metadata of a gallery photo (path, class, row, thumbnail) under encoder `name`."""

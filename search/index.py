@@ -13,6 +13,7 @@ import numpy as np
 
 from . import config
 from .calibration import Calibration
+from .openset import Confidence
 from .data import fingerprint_files, gallery_items
 from .encoders import Encoder
 from .errors import IndexError_
@@ -36,7 +37,9 @@ class GalleryIndex:
     embeddings: np.ndarray   # (N, D) float32, unit rows
     items: list[dict]        # path, class_id, class_name, split, thumb
     coords: np.ndarray       # (N, 2) float32
-    calibration: Calibration | None = None   # distance -> P(same landmark), fitted by evaluate.py
+    calibration: Calibration | None = None   # distance -> P(same landmark), fitted by evaluate.py (closed set)
+    confidence: Confidence | None = None     # hit features -> P(same landmark), fitted with landmarks left out
+    trunk_vectors: np.ndarray | None = None  # (N, T) unit trunk vectors per row, when the confidence uses them
 
     def __post_init__(self) -> None:
         self._rows = {it["path"]: i for i, it in enumerate(self.items)}
@@ -128,7 +131,8 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
         if manifest["encoder_fingerprint"] != encoder.fingerprint:
             raise IndexError_(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
                               f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
-    index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild))
+    index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild),
+                         *_load_confidence(index_dir, manifest))
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
         raise IndexError_(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
@@ -151,6 +155,60 @@ def _load_calibration(index_dir: Path, manifest: dict, rebuild: str) -> Calibrat
     if cal.encoder_fingerprint != manifest["encoder_fingerprint"]:
         raise IndexError_(f"{f} was fitted for other weights: {recal}.")
     return cal
+
+
+def _load_confidence(index_dir: Path, manifest: dict) -> tuple[Confidence | None, np.ndarray | None]:
+    """The index's open-set confidence (and the trunk vectors it reads) when evaluate.py has fitted one, verified
+    against the manifest's checksums and this index's weights and size."""
+    entry = manifest.get("confidence")
+    if not entry:
+        return None, None
+    redo = f"re-run scripts/evaluate.py --encoder {manifest.get('encoder')}"
+    for key in ("file", "trunk_file"):
+        if entry.get(key):
+            f = index_dir / entry[key]
+            if not f.is_file() or sha256_file(f) != entry[key.replace("file", "sha256")]:
+                raise IndexError_(f"{f} is missing or corrupt (checksum mismatch): {redo}.")
+    try:
+        conf = Confidence.from_dict(json.loads((index_dir / entry["file"]).read_text()))
+        trunk = (np.load(index_dir / entry["trunk_file"], allow_pickle=False).astype(np.float32)
+                 if entry.get("trunk_file") else None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexError_(f"The match confidence of {index_dir} cannot be read ({exc}): {redo}.") from exc
+    if conf.encoder_fingerprint != manifest["encoder_fingerprint"]:
+        raise IndexError_(f"The match confidence of {index_dir} was fitted for other weights: {redo}.")
+    if conf.uses_trunk and (trunk is None or trunk.ndim != 2 or trunk.shape[0] != manifest["count"]):
+        raise IndexError_(f"The match confidence of {index_dir} lacks the trunk vectors of its rows: {redo}.")
+    return conf, trunk
+
+
+def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.ndarray | None = None) -> GalleryIndex:
+    """Save an open-set confidence (and the per-row trunk vectors it reads) next to the index and name both, with
+    their checksums, in the manifest; files first, then the manifest atomically, so a reader sees old or new."""
+    body = json.dumps(conf.to_dict(), indent=1).encode()
+    entry = {"file": f"confidence-{hashlib.sha256(body).hexdigest()[:12]}.json"}
+    with atomic_path(index.path / entry["file"]) as tmp:
+        tmp.write_bytes(body)
+    if trunk_vectors is not None:
+        vectors = np.ascontiguousarray(trunk_vectors, dtype=np.float16)  # unit vectors: half the disk, same ranking
+        entry["trunk_file"] = f"confidence-trunk-{hashlib.sha256(vectors.tobytes()).hexdigest()[:12]}.npy"
+        with atomic_path(index.path / entry["trunk_file"]) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vectors, allow_pickle=False)
+    for key in ("file", "trunk_file"):
+        if key in entry:
+            entry[key.replace("file", "sha256")] = sha256_file(index.path / entry[key])
+    manifest = {k: v for k, v in index.manifest.items() if k != "checksum"}
+    old = manifest.get("confidence") or {}
+    manifest["confidence"] = entry
+    manifest["checksum"] = manifest_checksum(manifest)
+    write_json(manifest, index.path / MANIFEST)
+    for key in ("file", "trunk_file"):
+        if old.get(key) and old[key] != entry.get(key):
+            (index.path / old[key]).unlink(missing_ok=True)
+    index.manifest, index.confidence = manifest, conf
+    index.trunk_vectors = None if trunk_vectors is None else np.asarray(trunk_vectors, np.float32)
+    return index
 
 
 def attach_calibration(index: GalleryIndex, cal: Calibration) -> GalleryIndex:

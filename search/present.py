@@ -52,16 +52,28 @@ def broken_thumbnails_warning(hits: Sequence[Hit], encoder: str) -> str | None:
 
 
 def is_confident(hits: Sequence[Hit]) -> bool:
-    """Whether the best hit is more likely than not the same landmark (uncalibrated: unknown, so False)."""
-    return bool(hits) and hits[0].p_same is not None and hits[0].p_same >= config.CONFIDENT_P_SAME
+    """Whether the best hit is called a match: its P(same landmark) reaches its encoder's threshold (at least 50%,
+    higher where that kept absent landmarks from being called matches; uncalibrated: unknown, so False)."""
+    return bool(hits) and hits[0].p_same is not None and hits[0].p_same >= hits[0].threshold
 
 
 UNCALIBRATED_PRIVATE = ("Your gallery shows raw distances (smaller is more similar): match confidence is fitted on "
                         "test photos of known landmarks, which your photos are not.")
 
 
-def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None) -> str:
-    """One plain sentence above the results: the best match and how sure it is, or that there is none."""
+def unreliable_note(label: str, report: dict | None) -> str | None:
+    """A warning when an encoder's confidence could not tell absent landmarks from present ones in the open-set
+    evaluation (AUROC below `config.RELIABLE_AUROC`), else None."""
+    auroc = ((report or {}).get("open_set") or {}).get("auroc")
+    if auroc is None or auroc >= config.RELIABLE_AUROC:
+        return None
+    return (f"⚠️ {label} cannot tell when a landmark is missing from the gallery (AUROC {auroc:.2f} on landmarks "
+            "left out, where 0.5 is chance): its percentages are not to be trusted.")
+
+
+def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None, unreliable: str | None = None) -> str:
+    """One plain sentence above the results: the best match and how sure it is, or that the gallery does not seem
+    to hold the photo's landmark; plus, for an encoder whose confidence is unreliable, a warning saying so."""
     if not hits:
         return ""
     best = hits[0]
@@ -70,10 +82,15 @@ def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None) -> str:
     if best.p_same is None:
         return (f"Best match: **{best.class_name}** (d={best.distance:.3f}). Match confidence is not calibrated for "
                 "this gallery: that needs test photos of known landmarks (`scripts/evaluate.py`).")
-    if best.p_same < config.CONFIDENT_P_SAME:
-        return (f"⚠️ **No confident match in this gallery: these are the closest photos.** The best one is "
-                f"{best.p_same:.0%} likely to show the same landmark.")
-    return f"✅ Best match: **{best.class_name}**, {best.p_same:.0%} likely the same landmark (d={best.distance:.3f})."
+    if not is_confident(hits):
+        bar = (f", under the {best.threshold:.0%} this encoder needs to call a match"
+               if best.threshold > config.CONFIDENT_P_SAME and best.p_same >= config.CONFIDENT_P_SAME else "")
+        text = (f"🔎 **This landmark does not seem to be in the gallery: these are the closest photos.** The best one "
+                f"({best.class_name}) is {best.p_same:.0%} likely to show the same landmark{bar}.")
+    else:
+        text = (f"✅ Best match: **{best.class_name}**, {best.p_same:.0%} likely the same landmark "
+                f"(d={best.distance:.3f}).")
+    return f"{text}\n\n{unreliable}" if unreliable else text
 
 
 def hits_json(hits: Sequence[Hit]) -> dict:
@@ -210,20 +227,60 @@ def calibration_figure(curves: dict[str, Calibration]) -> go.Figure:
 
 
 def metrics_summary(report: dict | None) -> str:
-    """One Markdown line of retrieval quality from an evaluate.py report."""
+    """One Markdown line of retrieval quality (and, when evaluated, how well its confidence knows absent landmarks)
+    from an evaluate.py report."""
     if not report:
         return "_Not evaluated yet: run `python scripts/evaluate.py --encoder NAME`._"
-    return (f"**P@1 {report['precision@1']:.2f}** · P@5 {report['precision@5']:.2f} · "
+    line = (f"**P@1 {report['precision@1']:.2f}** · P@5 {report['precision@5']:.2f} · "
             f"mAP@10 {report['mAP@10']:.2f} — {report['queries']} test photos searched against "
             f"{report.get('gallery', '?')} gallery images")
+    open_set = report.get("open_set")
+    if open_set and open_set.get("auroc") is not None:
+        line += (f". Landmarks left out: confidence AUROC {open_set['auroc']:.2f}, "
+                 f"{open_set['false_confident']:.0%} of absent landmarks called a match")
+    return line
 
 
-METRIC_COLUMNS = ["encoder", "P@1", "P@5", "P@10", "mAP@10", "queries", "gallery"]
+METRIC_COLUMNS = ["encoder", "P@1", "P@5", "P@10", "mAP@10", "queries", "gallery", "open-set AUROC",
+                  "absent called a match", "right & confident", "GAP", "unseen P@1", "pretrained on those"]
 
 
 def metrics_row(label: str, report: dict | None) -> list:
-    """One row of the comparison table."""
+    """One row of the comparison table: closed-set retrieval, then the open-set figures where evaluated."""
     if not report:
-        return [label, None, None, None, None, None, None]
+        return [label] + [None] * (len(METRIC_COLUMNS) - 1)
+    o, u = report.get("open_set") or {}, report.get("unseen") or {}
     return [label, report["precision@1"], report["precision@5"], report["precision@10"], report["mAP@10"],
-            report["queries"], report.get("gallery")]
+            report["queries"], report.get("gallery"), o.get("auroc"), o.get("false_confident"),
+            o.get("confident_when_right"), o.get("gap"), u.get("precision@1"),
+            (u.get("pretrained") or {}).get("precision@1")]
+
+
+def reliability_figure(reports: dict[str, dict]) -> go.Figure | None:
+    """Predicted P(same landmark) against the share that was right, per encoder, on landmarks left out
+    (cross-validated): a line near the diagonal is a confidence that means what it says."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly reliable",
+                             line={"dash": "dot", "color": "#888"}, hoverinfo="skip"))
+    drawn = 0
+    for label, report in reports.items():
+        points = (report or {}).get("reliability") or []
+        o = (report or {}).get("open_set") or {}
+        if not points:
+            continue
+        drawn += 1
+        name = f"{label} (AUROC {o['auroc']:.2f})" if o.get("auroc") is not None else label
+        fig.add_trace(go.Scatter(x=[p["p"] for p in points], y=[p["observed"] for p in points],
+                                 mode="lines+markers", name=name, customdata=[p["n"] for p in points],
+                                 marker={"size": [6 + 14 * (p["n"] / max(q["n"] for q in points)) ** 0.5
+                                                  for p in points]},
+                                 hovertemplate="said %{x:.0%}, right %{y:.0%} (%{customdata} queries)<extra></extra>"))
+    if not drawn:
+        return None
+    fig.update_layout(template="plotly_white", height=380, margin={"l": 40, "r": 10, "t": 40, "b": 40},
+                      title={"text": "Is the confidence reliable? Said vs right, with landmarks left out", "x": 0.01},
+                      xaxis={"title": "predicted P(same landmark) of the top hit", "range": [0, 1],
+                             "tickformat": ".0%"},
+                      yaxis={"title": "share whose top hit was right", "range": [0, 1.02], "tickformat": ".0%"},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

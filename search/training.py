@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -113,23 +113,32 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
     return FitResult(encoder, str(out), round(best_acc, 4), best_epoch, epochs, history)
 
 
-def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf):
+def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf, only: Sequence[str] | None = None):
+    """The train split's classes and its (train, validation) subsets; `only` keeps those classes alone (ids 0..n-1
+    in their sorted order), for models that must not see the landmarks an open-set evaluation leaves out."""
     classes = find_classes(data_dir)
     if len(classes) < 2:
         raise LandmarkError(f"{data_dir}/train needs at least 2 class folders, found {len(classes)}.")
     listing = ClassFolder(split_dir(data_dir, "train"), classes)
-    train_all, eval_all = PhotoReader(listing.samples, train_tf), PhotoReader(listing.samples, eval_tf)
+    samples = listing.samples
+    if only is not None:
+        keep = [c for c in classes if c in set(only)]
+        samples = [(p, keep.index(classes[t])) for p, t in samples if classes[t] in keep]
+        classes = keep
+        listing.targets = [t for _, t in samples]
+    train_all, eval_all = PhotoReader(samples, train_tf), PhotoReader(samples, eval_tf)
     tr_idx, va_idx = stratified_split(listing.targets, cfg.val_fraction, cfg.seed)
     return classes, Subset(train_all, tr_idx.tolist()), Subset(eval_all, va_idx.tolist())
 
 
 def train_scratch(data_dir: Path, out: Path, epochs: int, store: EncoderStore | None = None,
                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
-                  log: Log = tqdm.write) -> FitResult:
-    """Train the scratch CNN with augmentation; keep the best-by-validation checkpoint."""
+                  log: Log = tqdm.write, only: Sequence[str] | None = None) -> FitResult:
+    """Train the scratch CNN with augmentation (on the classes `only` names, if given); keep the best-by-validation
+    checkpoint."""
     torch.manual_seed(cfg.seed)
     classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, scratch_transform(train=True),
-                                                  scratch_transform())
+                                                  scratch_transform(), only)
     arch = config.ScratchConfig()
     model = ScratchNet(len(classes), arch)
     val_loader = make_loader(val_set, cfg.batch_size, workers=cfg.num_workers)
@@ -157,35 +166,68 @@ def trunk_features(trunk: Trunk, dataset, batch_size: int, workers: int, flip: b
     return torch.cat(feats).clone(), torch.cat(targets).clone()
 
 
-def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
-                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
-                   trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
-    """Train a new head on the frozen trunk, computing the trunk's features once and caching them."""
-    torch.manual_seed(cfg.seed)
+@dataclass
+class TrunkFeatures:
+    """Frozen-trunk features of the train split for the transfer head: train (with mirrored copies) and validation."""
+
+    trunk: Trunk
+    classes: list[str]
+    xtr: torch.Tensor
+    ytr: torch.Tensor
+    xva: torch.Tensor
+    yva: torch.Tensor
+
+    def only(self, keep: Sequence[int]) -> "TrunkFeatures":
+        """The rows of the classes `keep` (ids into `classes`), relabelled 0..len(keep)-1 in that order."""
+        keep = list(keep)
+        remap = torch.full((len(self.classes),), -1, dtype=torch.long)
+        remap[torch.tensor(keep, dtype=torch.long)] = torch.arange(len(keep))
+        tr, va = remap[self.ytr] >= 0, remap[self.yva] >= 0
+        return TrunkFeatures(self.trunk, [self.classes[i] for i in keep], self.xtr[tr], remap[self.ytr[tr]],
+                             self.xva[va], remap[self.yva[va]])
+
+
+def transfer_features(data_dir: Path, cache_dir: Path, store: EncoderStore,
+                      cfg: config.TrainConfig = config.TrainConfig(), trunk: str | None = None,
+                      log: Log = tqdm.write) -> TrunkFeatures:
+    """The trunk's features of the train split, computed once and cached (keyed by trunk, classes and photos)."""
     t = store.trunk(trunk)
     log(f"trunk: {t.label} ({t.fingerprint})")
     classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, t.transform, t.transform)
-    out = Path(out)
-    cache = out.parent / "cache" / f"trunk-features-{t.name}-{t.fingerprint}.pt"
+    cache = Path(cache_dir) / f"trunk-features-{t.name}-{t.fingerprint}.pt"
     key = {"classes": classes, "train": train_set.indices, "val": val_set.indices,
            "samples": [s[0] for s in train_set.dataset.samples]}
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
     if cached is not None and cached["key"] == json.dumps(key):
         log(f"using cached trunk features {cache}")
-        xtr, ytr, xva, yva = cached["xtr"], cached["ytr"], cached["xva"], cached["yva"]
-    else:
-        xtr, ytr = trunk_features(t, train_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, flip=True,
-                                  desc="trunk features (train)")
-        xva, yva = trunk_features(t, val_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, desc="trunk features (val)")
-        save_torch({"key": json.dumps(key), "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva}, cache)
+        return TrunkFeatures(t, classes, cached["xtr"], cached["ytr"], cached["xva"], cached["yva"])
+    xtr, ytr = trunk_features(t, train_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, flip=True,
+                              desc="trunk features (train)")
+    xva, yva = trunk_features(t, val_set, config.ENCODE_BATCH_SIZE, cfg.num_workers, desc="trunk features (val)")
+    save_torch({"key": json.dumps(key), "xtr": xtr, "ytr": ytr, "xva": xva, "yva": yva}, cache)
+    return TrunkFeatures(t, classes, xtr, ytr, xva, yva)
+
+
+def fit_head(feats: TrunkFeatures, out: Path, epochs: int, cfg: config.TrainConfig = config.TrainConfig(),
+             fresh: bool = False, log: Log = tqdm.write) -> FitResult:
+    """Train a new transfer head on cached trunk features; keep the best-by-validation checkpoint."""
     arch = config.HeadConfig()
     torch.manual_seed(cfg.seed)  # the head's initial weights must not depend on whether the trunk was just built
-    head = TransferHead(t.dim, len(classes), arch)
-    train_ds, val_ds = TensorDataset(xtr, ytr), TensorDataset(xva, yva)
+    head = TransferHead(feats.trunk.dim, len(feats.classes), arch)
+    train_ds, val_ds = TensorDataset(feats.xtr, feats.ytr), TensorDataset(feats.xva, feats.yva)
     val_loader = DataLoader(val_ds, batch_size=256)
+    t = feats.trunk
     return fit(head, lambda epoch: DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
                                               generator=torch.Generator().manual_seed(cfg.seed + epoch)),
-               val_loader, epochs, out,
-               {"classes": classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint},
+               val_loader, epochs, Path(out),
+               {"classes": feats.classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint},
                "transfer", cfg, fresh, log)
 
+
+def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
+                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
+                   trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
+    """Train a new head on the frozen trunk, computing the trunk's features once and caching them."""
+    torch.manual_seed(cfg.seed)
+    feats = transfer_features(data_dir, Path(out).parent / "cache", store, cfg, trunk, log)
+    return fit_head(feats, out, epochs, cfg, fresh, log)

@@ -27,6 +27,7 @@ def run_script(*args) -> subprocess.CompletedProcess:
 
 CLASSES = ["00.Red_Stripes", "01.Blue_Circles", "02.Green_Checks"]
 FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)
+FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5)
 
 
 def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
@@ -104,10 +105,17 @@ def built(tmp_path_factory, dataset, trained) -> Path:
     """An index root with all three encoders' indexes (offline trunk) over train + test, evaluated and calibrated."""
     from search.evaluate import evaluate, save_evaluation
 
+    from search.index import EVAL
+    from search.open_eval import evaluate_open_set, save_open_set
+
     root = tmp_path_factory.mktemp("indexes")
     store = EncoderStore(trained)
+    encoders, indexes = {}, {}
     for name in ("scratch", "pretrained", "transfer"):
-        enc = store.load(name, trunk=OFFLINE_TRUNK)
-        index = build_index(enc, dataset, "all", root, workers=0)
+        enc = encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
+        index = indexes[name] = build_index(enc, dataset, "all", root, workers=0)
         save_evaluation(evaluate(enc, index, dataset, workers=0), index)
+    for name, result in evaluate_open_set(encoders, indexes, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
+                                          log=lambda s: None, workers=0).items():
+        save_open_set(result, indexes[name], indexes[name].path / EVAL)
     return root

@@ -207,3 +207,21 @@ def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browse
     assert httpx.get(thumb, cookies=cookies).status_code == 200 and httpx.get(thumb).status_code == 404
     browser.get("about:blank")
     wait.until(lambda d: httpx.get(thumb, cookies=cookies).status_code == 404)
+
+
+def test_a_photo_of_a_landmark_the_gallery_lacks_gets_the_not_in_the_gallery_verdict(server, browser, tmp_path):  # noqa: F811
+    """A generated picture of a kind the gallery does not hold, dropped in the Search tab: the verdict says the
+    landmark does not seem to be in the gallery (the transfer encoder, which used to call such photos a match)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    from tests.test_open_set import absent_landmark
+
+    photo = tmp_path / "elsewhere.jpg"
+    absent_landmark(np.random.default_rng(303)).save(photo, quality=92)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#encoder input[value=transfer]"))).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: "does not seem to be in the gallery" in d.find_element(By.ID, "verdict").text)
+    assert "Best match" not in browser.find_element(By.ID, "verdict").text

@@ -31,6 +31,8 @@ def test_train_build_query_evaluate(dataset, tmp_path):
     report = json.loads(r.stdout)
     assert report["queries"] == 9 and {"precision@1", "precision@5", "precision@10", "mAP@10"} <= report.keys()
     assert json.loads((idx / "scratch" / "eval.json").read_text())["mAP@10"] == report["mAP@10"]
+    assert report["open_set"]["queries_absent"] == 9 and "unseen" in report  # the open-set evaluation, by default
+    assert json.loads((idx / "scratch" / "manifest.json").read_text())["confidence"]["file"]
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -49,13 +49,14 @@ def test_similar_to_unknown_path_is_a_clear_error(client):  # noqa: F811
         client.predict("pretrained", "train/../../etc/passwd", 3, api_name="/similar_to")
 
 
-def test_search_json_confidence_is_a_probability_non_increasing_with_distance(client, photo_of):  # noqa: F811
+def test_search_json_confidence_is_a_probability_per_hit(client, photo_of):  # noqa: F811
+    # (not monotone in distance since the open-set confidence: a farther hit of the landmark most of the top 10
+    # agree on can be likelier than a nearer hit of another landmark; tests/test_open_set.py tests its meaning)
     for encoder in ("scratch", "pretrained", "transfer"):
         out = _search_json(client, photo_of(1), encoder, 20)
         p = [h["p_same"] for h in out["hits"]]
         d = [h["distance"] for h in out["hits"]]
         assert all(0.0 <= x <= 1.0 for x in p) and d == sorted(d)
-        assert all(a >= b for a, b in zip(p, p[1:]))
         assert set(out["hits"][0]) == {"rank", "path", "class_name", "distance", "p_same"}
 
 
@@ -65,7 +66,7 @@ def test_perturbed_gallery_photo_comes_back_first_and_confident(client, dataset,
     copy = _perturbed_copy(dataset / path, tmp_path / "copy.jpg")
     out = _search_json(client, copy, encoder, 5)
     assert out["hits"][0]["path"] == path
-    assert out["hits"][0]["p_same"] >= 0.9 and out["confident"] is True
+    assert out["hits"][0]["p_same"] >= 0.5 and out["confident"] is True
 
 
 def test_random_noise_is_not_a_confident_match(client, tmp_path):  # noqa: F811
@@ -74,7 +75,7 @@ def test_random_noise_is_not_a_confident_match(client, tmp_path):  # noqa: F811
     out = _search_json(client, noise, "pretrained", 5)
     assert out["confident"] is False and out["hits"][0]["p_same"] < 0.5
     _, _, verdict = client.predict(handle_file(str(noise)), "pretrained", 5, api_name="/search")
-    assert "No confident match in this gallery" in verdict
+    assert "does not seem to be in the gallery" in verdict
 
 
 def test_explain_returns_two_overlays_of_the_photos_sizes_that_depend_on_the_hit(client, dataset, tmp_path):  # noqa: F811

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -97,8 +98,10 @@ def test_prepare_demo_downloads_recovers_from_a_cut_download_and_skips_what_is_c
     assert table.count("index built") == 3 and "trained, val acc" in table
     for name in ("scratch", "pretrained", "transfer"):
         manifest = json.loads((tmp_path / "indexes" / name / "manifest.json").read_text())
-        assert manifest["count"] == 18 and manifest["calibration"]["file"]
-        assert json.loads((tmp_path / "indexes" / name / "eval.json").read_text())["queries"] == 6
+        assert manifest["count"] == 18 and manifest["calibration"]["file"] and manifest["confidence"]["file"]
+        report = json.loads((tmp_path / "indexes" / name / "eval.json").read_text())
+        assert report["queries"] == 6 and report["open_set"]["queries_absent"] == 6
+    assert re.search(r"note: open-set evaluation \(.*\): \d+ s", out)  # its own time line
     assert list((tmp_path / "indexes" / "examples").glob("*.jpg"))
 
     downloads = Files.hits.count("/landmark_images.zip")
