@@ -782,9 +782,10 @@ three folds, each fold's test photos are searched against a gallery without that
 models trained without it too), and a logistic regression learns P(same landmark) from a hit's distance, its margin
 to the nearest hit of another landmark, how many of the top 10 show its landmark and, for transfer, the distance in
 its ImageNet trunk's own space. Its figures are cross-validated over the folds: AUROC separating right top hits from
-absent landmarks, the share of absent landmarks called a match, GAP. Below 50% for the best hit the page says the
-landmark does not seem to be in the gallery; an encoder whose AUROC is under 0.75 says its percentages cannot be
-trusted. The reliability diagram below shows, per encoder, what it said against how often it was right.
+absent landmarks, the share of absent landmarks called a match, GAP. Each encoder calls a match only above its own
+threshold: the P (at least 50%) above which no more than 5% of absent landmarks came, chosen on held-out folds too.
+Below it, the page says the landmark does not seem to be in the gallery; an encoder whose AUROC is under 0.75 says
+its percentages cannot be trusted. The reliability diagram below shows, per encoder, what it said against how often it was right.
 
 **Why similar?** For a selected result, the similarity of the two embeddings is differentiated with respect to each
 photo's last convolutional feature map; channels weighted by their mean gradient (Grad-CAM) show which regions raise
