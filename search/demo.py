@@ -176,8 +176,8 @@ def open_set_step(ready: dict[str, tuple[Encoder, GalleryIndex]], data_dir: Path
     for name, result in results.items():
         index = ready[name][1]
         save_open_set(result, index, index.path / EVAL)
-    return [f"open-set evaluation (match confidence with {cfg.folds} folds of landmarks left out; scratch fold models "
-            f"{cfg.scratch_epochs} epochs): {time.time() - started:.0f} s"]
+    return [f"open-set evaluation (match confidence with landmarks left out: {cfg.folds} folds, scratch "
+            f"{cfg.scratch_folds} fold models of {cfg.scratch_epochs} epochs): {time.time() - started:.0f} s"]
 
 
 def summary_table(results: list[StepLog]) -> str:

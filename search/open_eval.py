@@ -173,10 +173,11 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
     if "transfer" in encoders:
         features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
                                      log=lambda s: None)
-    folds = class_folds(len(classes), cfg.folds, cfg.seed)
+    fold_sets = {n: class_folds(len(classes), min(n, len(classes)), cfg.seed) for n in {cfg.folds, cfg.scratch_folds}}
     results: dict[str, OpenSetResult] = {}
     for name, encoder in encoders.items():
         t0 = time.perf_counter()
+        folds = fold_sets[cfg.scratch_folds if name == "scratch" else cfg.folds]
         uses_trunk = name == "transfer"
         runs = []
         for f, held_out in enumerate(folds):
@@ -189,7 +190,7 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
         log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
     # the trunk as it is on the very queries the trained encoders never saw: what "general" buys
     baseline = _mean_unseen([_fold_run(train.trunk_unit, test.trunk_unit, train, test, h, cfg.k, False).unseen
-                             for h in folds])
+                             for h in fold_sets[cfg.folds]])
     for name, r in results.items():
         if "unseen" in r.report:
             r.report["unseen"]["pretrained"] = baseline
@@ -242,7 +243,7 @@ def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.
               "open_set_before": open_set_report(np.concatenate([r.p_before for r in runs]), c_all, a_all),
               "match_threshold": round(threshold, 4),
               "reliability": reliability(p_all, c_all),
-              "folds": cfg.folds, "held_out": [[classes[i] for i in h] for h in folds],
+              "folds": len(folds), "held_out": [[classes[i] for i in h] for h in folds],
               "features": list(names), "seconds": round(seconds, 1)}
     if name != "pretrained":
         report["unseen"] = _mean_unseen([r.unseen for r in runs])
