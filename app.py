@@ -21,7 +21,7 @@ from search.engine import Hit, SearchEngine
 from search.errors import BadImageError, LandmarkError
 from search.images import open_image, placeholder
 from search.index import thumbs_dir
-from search.mapview import MapView, allowed_files, file_url
+from ui.mapview import MapView, allowed_files, file_url
 from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broken_thumbnails_warning,
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
                             metrics_row, metrics_summary, reliability_figure, shared_by_all, unreliable_note,

@@ -25,7 +25,7 @@ from search import bench, config  # noqa: E402
 from search.cli import run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
 from search.images import open_image  # noqa: E402
-from search.build import encode_local  # noqa: E402
+from search.encode import encode_local  # noqa: E402
 from search.index import GalleryIndex  # noqa: E402
 from search.writer import write_index  # noqa: E402
 from search.rank import Searcher, top_k  # noqa: E402
@@ -194,7 +194,7 @@ def _fake_index(n: int, rng: np.random.Generator, classes: int = 50) -> GalleryI
 def bench_map_bytes(rng: np.random.Generator, sizes: tuple[int, ...] = (1_000, 50_000), k: int = 9) -> None:
     """Bytes of one /search response's map: the query layer alone vs the whole figure re-sent (the old gr.Plot)."""
     from search.engine import Hit
-    from search.mapview import file_url
+    from ui.mapview import file_url
     from search.present import GalleryMap, map_value
 
     for n in sizes:

@@ -4,78 +4,23 @@ process) or on Ray Data (`search.ray_engine`), timing each stage into the manife
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-from tqdm.auto import tqdm
 
 from . import config
-from .data import display_name, fingerprint_files, gallery_items, warn_bad
-from .encoders import Encoder, embed_shared, group_by_input
+from .data import display_name, fingerprint_files, gallery_items
+from .encode import Encoded, encode_shared
+from .encoders import Encoder, group_by_input
 from .errors import IndexError_
 from .index import GalleryIndex, load_index, thumbs_dir
 from .projection import tsne_2d
-from .reader import PhotoReader, make_loader
-from .writer import remove_stale_temp_files, write_index, write_thumbnails
+from .ray_engine import encode_ray
+from .writer import remove_stale_temp_files, write_index
 
 ENGINES = ("local", "ray")
 Progress = Callable[[float, str], None]  # (fraction of the build done, what is happening)
-
-
-@dataclass
-class Encoded:
-    """What the encode stage produced: vectors of the decodable photos, their positions, thumbnail names."""
-
-    embeddings: np.ndarray
-    kept: list[int]
-    thumbs: list[str]
-    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (worker-seconds on Ray)
-
-
-def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
-                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None) -> dict[str, Encoded]:
-    """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
-    once per batch; DataLoader workers decode ahead of the forward pass; thumbnails are written as they come."""
-    reader = PhotoReader([(p, 0) for p in paths], encoders[0].transform, thumbnails=thumbs is not None)
-    stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
-    vecs: list[list[np.ndarray]] = [[] for _ in encoders]
-    kept, names = [], []
-    batches = iter(make_loader(reader, batch_size, workers=workers))
-    with tqdm(total=len(reader), desc=desc, unit="img") as bar:
-        while True:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            t1 = time.perf_counter()
-            stages["read"] += t1 - t0
-            if batch is None:
-                break
-            warn_bad(batch["errors"])
-            bar.update(len(batch["index"]) + len(batch["errors"]))
-            if progress is not None:
-                progress(bar.n, len(reader))
-            if batch["image"] is None:
-                continue
-            for out, v in zip(vecs, embed_shared(encoders, batch["image"])):
-                out.append(v.numpy())
-            t2 = time.perf_counter()
-            if thumbs is not None:
-                write_thumbnails(batch["thumb_name"], batch["thumb_jpeg"], thumbs)
-            stages["encode"] += t2 - t1
-            stages["thumbnails"] += time.perf_counter() - t2
-            kept += batch["index"]
-            names += batch["thumb_name"]
-    return {e.name: Encoded(np.concatenate(v) if v else np.zeros((0, e.dim), np.float32), kept, names, dict(stages))
-            for e, v in zip(encoders, vecs)}
-
-
-def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
-                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                 desc: str = "encoding") -> Encoded:
-    """The local engine for one encoder."""
-    return encode_shared([encoder], paths, thumbs, batch_size, workers, desc)[encoder.name]
 
 
 def _listing(data_root: Path, split: str, index_root: Path) -> tuple[list[str], list, str, Path]:
@@ -146,8 +91,6 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
     if engine == "local":
         return build_indexes([encoder], data_root, split, index_root, float16, batch_size, workers, tsne_cfg)[
             encoder.name]
-    from .ray_engine import encode_ray
-
     data_root, index_root = Path(data_root), Path(index_root)
     started = time.time()
     classes, pairs, recorded_split, thumbs = _listing(data_root, split, index_root)

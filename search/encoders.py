@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,76 +12,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
-from . import config
+from . import config, training
 from .errors import WeightsUnavailableError
+from .networks import IMAGENET_MEAN, IMAGENET_STD, ScratchNet, TransferHead, arch_dict, scratch_transform  # noqa: F401
 from .trunks import TRUNKS, Trunk, file_fingerprint, load_trunk
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-def scratch_transform(train: bool = False) -> Callable:
-    """The scratch CNN's declared preprocessing; with `train`, its augmentation."""
-    size = config.SCRATCH_IMAGE_SIZE
-    head = ([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
-             v2.RandomHorizontalFlip(),
-             v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)]
-            if train else [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size)])
-    return v2.Compose([*head, v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-class ScratchNet(nn.Module):
-    """4 conv blocks (conv, batch norm, ReLU, max-pool) and a 3-layer fully connected classifier."""
-
-    def __init__(self, num_classes: int, cfg: config.ScratchConfig = config.ScratchConfig()):
-        super().__init__()
-        blocks, c_in = [], 3
-        for c_out in cfg.channels:
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c_out
-        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(cfg.pooled_side))
-        h1, h2 = cfg.hidden
-        self.hidden = nn.Sequential(
-            nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c_in * cfg.pooled_side ** 2, h1),
-            nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.Linear(h1, h2), nn.ReLU(inplace=True))
-        self.logits = nn.Linear(h2, num_classes)
-        self.embed_dim = h2
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Activation of the hidden layer before the logits."""
-        return self.hidden(self.features(x))
-
-    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """The last conv block's activated map, before its max-pool."""
-        return self.features[:-2](x)
-
-    def embed_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.hidden(self.features[-2:](maps))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.embed(x))
-
-
-class TransferHead(nn.Module):
-    """New classifier head on frozen trunk features: hidden layer (the embedding), then logits."""
-
-    def __init__(self, in_dim: int, num_classes: int, cfg: config.HeadConfig = config.HeadConfig()):
-        super().__init__()
-        self.hidden = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden),
-                                    nn.ReLU(inplace=True))
-        self.logits = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
-        self.embed_dim = cfg.hidden
-
-    def embed(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.hidden(feats)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.embed(feats))
-
 
 class Encoder:
     """Maps PIL images (or preprocessed batches) to L2-normalised float32 vectors.
@@ -226,21 +161,6 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def arch_dict(cfg: config.ScratchConfig | config.HeadConfig) -> dict:
-    """A config dataclass as plain types, safe for `torch.load(weights_only=True)`."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-
-
-def _trainer(fn_name: str) -> Callable[..., object]:
-    """A training recipe of search.training, imported when called (training imports this module)."""
-    def train(*args, **kwargs):
-        from . import training
-
-        return getattr(training, fn_name)(*args, **kwargs)
-    train.__name__ = fn_name
-    return train
-
-
 @dataclass(frozen=True)
 class EncoderSpec:
     """Everything about one encoder of the product: what it is, its backbone, how it is trained (and for how long
@@ -265,7 +185,7 @@ REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
     EncoderSpec("scratch", "Scratch CNN",
                 "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
                 "scratch-cnn", build_scratch, "scratch.pt", ("encoder", "state_dict", "classes", "arch"),
-                _trainer("train_scratch"), epochs=30),
+                training.train_scratch, epochs=30),
     EncoderSpec("pretrained", "Pretrained ImageNet CNN",
                 "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
                 "imagenet-trunk", build_pretrained),
@@ -273,7 +193,7 @@ REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
                 "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark itself.",
                 "imagenet-trunk", build_transfer, "transfer_head.pt",
                 ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"),
-                _trainer("train_transfer"), epochs=30),
+                training.train_transfer, epochs=30),
 )}
 TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.train is not None)
 ENCODER_NAMES = tuple(REGISTRY)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from . import config
-from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared, group_by_input, spec
+from .encoders import REGISTRY, Encoder, EncoderStore, group_by_input, spec
 from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
 from .gpu import gpu_task

@@ -12,7 +12,7 @@ from .data import detect_layout, find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .calibration import Calibration, fit_calibration, pair_distances
-from .build import encode_local
+from .encode import encode_local
 from .index import EVAL, GalleryIndex, attach_calibration
 from .metrics import retrieval_report
 from .rank import top_k

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import config
-from .build import encode_local
+from .encode import encode_local
 from .calibration import fit_calibration, pair_distances
 from .data import find_classes, list_items, warn_bad
 from .encoders import Encoder, EncoderStore, build_scratch, build_transfer

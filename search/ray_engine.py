@@ -23,7 +23,8 @@ import numpy as np
 
 from . import config
 from .data import warn_bad
-from .encoders import Encoder
+from .encode import Encoded
+from .encoders import Encoder, EncoderStore
 from .errors import LandmarkError
 
 FAULT_ENV = "LANDMARK_RAY_FAULT_ONCE"  # tests: the first worker batch to see this marker path absent dies
@@ -36,8 +37,6 @@ class EncodeBatch:
     def __init__(self, recipe: dict, fingerprint: str, thumbs: str, fault_marker: str | None = None,
                  threads: int = 1):
         import torch
-
-        from .encoders import EncoderStore
 
         torch.set_num_threads(threads)  # Ray starts workers with one thread; use the CPUs this actor reserved
 
@@ -91,7 +90,6 @@ def encode_ray(encoder: Encoder, paths: Sequence[Path], thumbs: Path, index_root
     """Embed `paths` with Ray Data: positions and order are kept, undecodable photos skipped with a warning."""
     import ray
 
-    from .build import Encoded
 
     if encoder.recipe is None:
         raise LandmarkError("this encoder was not loaded by EncoderStore, so Ray workers cannot rebuild it")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -14,13 +14,19 @@ from tqdm.auto import tqdm
 
 from . import config
 from .data import ClassFolder, find_classes, split_dir, stratified_split, warn_bad
-from .encoders import EncoderStore, ScratchNet, TransferHead, arch_dict, scratch_transform
+from .networks import ScratchNet, TransferHead, arch_dict, scratch_transform
 from .errors import LandmarkError
 from .reader import PhotoReader, make_loader
 from .storage import save_torch
 from .trunks import Trunk
 
 Log = Callable[[str], None]
+
+
+class TrunkSource(Protocol):
+    """Where training gets the frozen trunk from (`search.encoders.EncoderStore` is one)."""
+
+    def trunk(self, name: str | None = None) -> Trunk: ...
 
 
 @dataclass
@@ -131,7 +137,7 @@ def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf, 
     return classes, Subset(train_all, tr_idx.tolist()), Subset(eval_all, va_idx.tolist())
 
 
-def train_scratch(data_dir: Path, out: Path, epochs: int, store: EncoderStore | None = None,
+def train_scratch(data_dir: Path, out: Path, epochs: int, store: TrunkSource | None = None,
                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
                   log: Log = tqdm.write, only: Sequence[str] | None = None) -> FitResult:
     """Train the scratch CNN with augmentation (on the classes `only` names, if given); keep the best-by-validation
@@ -187,7 +193,7 @@ class TrunkFeatures:
                              self.xva[va], remap[self.yva[va]])
 
 
-def transfer_features(data_dir: Path, cache_dir: Path, store: EncoderStore,
+def transfer_features(data_dir: Path, cache_dir: Path, store: TrunkSource,
                       cfg: config.TrainConfig = config.TrainConfig(), trunk: str | None = None,
                       log: Log = tqdm.write) -> TrunkFeatures:
     """The trunk's features of the train split, computed once and cached (keyed by trunk, classes and photos)."""
@@ -224,7 +230,7 @@ def fit_head(feats: TrunkFeatures, out: Path, epochs: int, cfg: config.TrainConf
                "transfer", cfg, fresh, log)
 
 
-def train_transfer(data_dir: Path, out: Path, epochs: int, store: EncoderStore,
+def train_transfer(data_dir: Path, out: Path, epochs: int, store: TrunkSource,
                    cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
                    trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
     """Train a new head on the frozen trunk, computing the trunk's features once and caching them."""

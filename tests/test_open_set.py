@@ -149,10 +149,10 @@ def test_a_corrupt_confidence_file_is_refused_with_the_fix(built, trained, tmp_p
         load_index(root / "transfer")
 
 
-def _search_json(client, path: Path, encoder: str) -> dict:
+def _search_json(app_client, path: Path, encoder: str) -> dict:
     from gradio_client import handle_file
 
-    return json.loads(client.predict(handle_file(str(path)), encoder, 5, api_name="/search_json"))
+    return json.loads(app_client.predict(handle_file(str(path)), encoder, 5, api_name="/search_json"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,73 @@
+"""The encode stage of the offline flow on the local engine, and what any engine's encode stage produces: the
+reader's photos through the encoders (one trunk pass for the encoders that share it), thumbnails written as they
+come. The runner (`search.build`) and the Ray engine (`search.ray_engine`) both use it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import config
+from .data import warn_bad
+from .encoders import Encoder, embed_shared
+from .reader import PhotoReader, make_loader
+from .writer import write_thumbnails
+
+
+@dataclass
+class Encoded:
+    """What the encode stage produced: vectors of the decodable photos, their positions, thumbnail names."""
+
+    embeddings: np.ndarray
+    kept: list[int]
+    thumbs: list[str]
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (worker-seconds on Ray)
+
+
+def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
+                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None) -> dict[str, Encoded]:
+    """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
+    once per batch; DataLoader workers decode ahead of the forward pass; thumbnails are written as they come."""
+    reader = PhotoReader([(p, 0) for p in paths], encoders[0].transform, thumbnails=thumbs is not None)
+    stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
+    vecs: list[list[np.ndarray]] = [[] for _ in encoders]
+    kept, names = [], []
+    batches = iter(make_loader(reader, batch_size, workers=workers))
+    with tqdm(total=len(reader), desc=desc, unit="img") as bar:
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            t1 = time.perf_counter()
+            stages["read"] += t1 - t0
+            if batch is None:
+                break
+            warn_bad(batch["errors"])
+            bar.update(len(batch["index"]) + len(batch["errors"]))
+            if progress is not None:
+                progress(bar.n, len(reader))
+            if batch["image"] is None:
+                continue
+            for out, v in zip(vecs, embed_shared(encoders, batch["image"])):
+                out.append(v.numpy())
+            t2 = time.perf_counter()
+            if thumbs is not None:
+                write_thumbnails(batch["thumb_name"], batch["thumb_jpeg"], thumbs)
+            stages["encode"] += t2 - t1
+            stages["thumbnails"] += time.perf_counter() - t2
+            kept += batch["index"]
+            names += batch["thumb_name"]
+    return {e.name: Encoded(np.concatenate(v) if v else np.zeros((0, e.dim), np.float32), kept, names, dict(stages))
+            for e, v in zip(encoders, vecs)}
+
+
+def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
+                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
+                 desc: str = "encoding") -> Encoded:
+    """The local engine for one encoder."""
+    return encode_shared([encoder], paths, thumbs, batch_size, workers, desc)[encoder.name]

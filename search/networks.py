@@ -1,0 +1,83 @@
+"""The two trained networks (the scratch CNN and the transfer head), the scratch CNN's preprocessing, and how their
+architecture is written into a checkpoint: what both the encoders (`search.encoders`) and their training
+(`search.training`) build on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from . import config
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def scratch_transform(train: bool = False) -> Callable:
+    """The scratch CNN's declared preprocessing; with `train`, its augmentation."""
+    size = config.SCRATCH_IMAGE_SIZE
+    head = ([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+             v2.RandomHorizontalFlip(),
+             v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)]
+            if train else [v2.Resize(int(size * 1.14), antialias=True), v2.CenterCrop(size)])
+    return v2.Compose([*head, v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class ScratchNet(nn.Module):
+    """4 conv blocks (conv, batch norm, ReLU, max-pool) and a 3-layer fully connected classifier."""
+
+    def __init__(self, num_classes: int, cfg: config.ScratchConfig = config.ScratchConfig()):
+        super().__init__()
+        blocks, c_in = [], 3
+        for c_out in cfg.channels:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(cfg.pooled_side))
+        h1, h2 = cfg.hidden
+        self.hidden = nn.Sequential(
+            nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c_in * cfg.pooled_side ** 2, h1),
+            nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.Linear(h1, h2), nn.ReLU(inplace=True))
+        self.logits = nn.Linear(h2, num_classes)
+        self.embed_dim = h2
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Activation of the hidden layer before the logits."""
+        return self.hidden(self.features(x))
+
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's activated map, before its max-pool."""
+        return self.features[:-2](x)
+
+    def embed_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.features[-2:](maps))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(x))
+
+
+class TransferHead(nn.Module):
+    """New classifier head on frozen trunk features: hidden layer (the embedding), then logits."""
+
+    def __init__(self, in_dim: int, num_classes: int, cfg: config.HeadConfig = config.HeadConfig()):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden),
+                                    nn.ReLU(inplace=True))
+        self.logits = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
+        self.embed_dim = cfg.hidden
+
+    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.hidden(feats)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(feats))
+
+
+def arch_dict(cfg: config.ScratchConfig | config.HeadConfig) -> dict:
+    """A config dataclass as plain types, safe for `torch.load(weights_only=True)`."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

@@ -1,0 +1,1 @@
+"""The app's own Gradio components (the library in `search/` imports no Gradio)."""
