@@ -26,7 +26,7 @@ from search.present import (METRIC_COLUMNS, GalleryMap, agreement_summary, broke
                             calibration_figure, found_summary, gallery_items, hit_details, hits_json, map_value,
                             metrics_row, metrics_summary, reliability_figure, shared_by_all, unreliable_note,
                             UNCALIBRATED_PRIVATE, verdict)
-from search.sessions import PrivateGalleries
+from search.sessions import PrivateGalleries, PrivateGallery
 from search.storage import atomic_path
 from search.uploads import discard
 from search.visitor import PrivateFiles, private_url, visitor_of
@@ -400,7 +400,6 @@ class Site:
         self._encoders: dict[str, Encoder] | None = None
         self.unavailable: dict[str, str] = {}  # why an encoder cannot index private galleries
         self._views: dict[str, App] = {}
-        self._base_urls: dict[str, str] = {}  # token -> the app's URL as its owner reaches it (absolute file links)
 
     def encoders(self) -> dict[str, Encoder]:
         """Every encoder this machine can load, shared with the landmark gallery (loaded once)."""
@@ -424,19 +423,20 @@ class Site:
         gallery = self.galleries.get(mine)
         if gallery is None:
             self._views.pop(mine or "", None)
-            self._base_urls.pop(mine or "", None)
             raise gr.Error("You have no gallery of your own yet (or it expired after "
                            f"{config.MY_GALLERY.ttl_seconds // 60} minutes): build one in the Your photos tab.")
-        if mine not in self._views:
-            gallery.engine.unavailable.update(self.unavailable)  # its engine only knows the encoders it was given
-            self._views[mine] = App(gallery.engine, gallery.folder, private=True, private_root=self.galleries.root,
-                                    base_url=self._base_urls.get(mine, ""))
-        return self._views[mine]
+        return self._views.get(mine) or self.open_view(gallery)
+
+    def open_view(self, gallery: PrivateGallery, base_url: str = "") -> App:
+        """The views of a private gallery, its files linked under `base_url` (the app's URL as its owner reaches it)."""
+        gallery.engine.unavailable.update(self.unavailable)  # its engine only knows the encoders it was given
+        self._views[gallery.token] = App(gallery.engine, gallery.folder, private=True,
+                                         private_root=self.galleries.root, base_url=base_url)
+        return self._views[gallery.token]
 
     def forget(self, mine: str | None) -> None:
         """A session ended or its gallery expired: delete its gallery."""
         self._views.pop(mine or "", None)
-        self._base_urls.pop(mine or "", None)
         self.galleries.drop(mine)
 
     def tab_closed(self, request: gr.Request) -> None:
@@ -466,7 +466,7 @@ class Site:
             discard(files or [], Path(gr.utils.get_upload_folder()))
         if mine and mine != gallery.token:
             self.forget(mine)
-        self._base_urls[gallery.token] = public_root(request)
+        self.open_view(gallery, public_root(request))
         return gallery.summary(), gallery.token
 
     def built(self, status: str, mine: str | None):

@@ -93,13 +93,19 @@ def group_by_input(encoders: Sequence[Encoder]) -> list[list[Encoder]]:
 
 def embed_shared(encoders: Sequence[Encoder], batch: torch.Tensor) -> list[torch.Tensor]:
     """One preprocessed batch under several encoders of the same input_key, running their trunk once."""
+    return embed_shared_with_trunk(encoders, batch)[0]
+
+
+def embed_shared_with_trunk(encoders: Sequence[Encoder], batch: torch.Tensor
+                            ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """`embed_shared`, plus the trunk's own features from the same pass (None without a trunk)."""
     if len({input_key(e) for e in encoders}) != 1:
         raise ValueError("embed_shared needs encoders that take the same input (one trunk).")
     if encoders[0].trunk is None:
-        return [encoders[0].embed(batch)]
+        return [encoders[0].embed(batch)], None
     with torch.inference_mode():
         feats = encoders[0].trunk(batch.to(config.device()))
-    return [e.embed_trunk_features(feats) for e in encoders]
+    return [e.embed_trunk_features(feats) for e in encoders], feats
 
 
 def combine(*parts: str) -> str:

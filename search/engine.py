@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from . import config
-from .encoders import REGISTRY, Encoder, EncoderStore, group_by_input, spec
+from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared_with_trunk, group_by_input, spec
 from .errors import IndexError_, LandmarkError
 from .explain import Explanation, overlay, similarity_maps
 from .gpu import gpu_task
@@ -113,15 +113,12 @@ class SearchEngine:
         out: dict[str, np.ndarray] = {}
         trunk_out: dict[str, np.ndarray] = {}
         for encs in group_by_input([self.backend(n).encoder for n in names]):
-            batch = encs[0].transform(image)[None]
-            if encs[0].trunk is None:
-                out[encs[0].name] = encs[0].embed(batch)[0].numpy()
-                continue
-            with torch.inference_mode():
-                feats = encs[0].trunk(batch.to(config.device()))
-            unit = torch.nn.functional.normalize(feats.float(), dim=1)[0].cpu().numpy()
-            for enc in encs:
-                out[enc.name], trunk_out[enc.name] = enc.embed_trunk_features(feats)[0].numpy(), unit
+            vectors, feats = embed_shared_with_trunk(encs, encs[0].transform(image)[None])
+            unit = None if feats is None else torch.nn.functional.normalize(feats.float(), dim=1)[0].cpu().numpy()
+            for enc, vec in zip(encs, vectors):
+                out[enc.name] = vec[0].numpy()
+                if unit is not None:
+                    trunk_out[enc.name] = unit
         return {n: out[n] for n in names}, {n: trunk_out[n] for n in names if n in trunk_out}
 
     embed_with_trunk = gpu_task(_embed_with_trunk)

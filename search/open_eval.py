@@ -18,17 +18,17 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import config
 from .encode import encode_local
 from .calibration import fit_calibration, pair_distances
-from .data import find_classes, list_items, warn_bad
+from .data import find_classes, list_items
 from .encoders import Encoder, EncoderStore, build_scratch, build_transfer
 from .errors import IndexError_
 from .index import GalleryIndex, attach_confidence
@@ -36,9 +36,9 @@ from .metrics import retrieval_report
 from .openset import (BASE_FEATURES, TRUNK_FEATURE, Confidence, class_folds, fit_confidence, hit_features,
                       match_threshold, open_set_report, reliability)
 from .rank import top_k
-from .reader import PhotoReader, make_loader
+from .reader import PhotoReader
 from .storage import write_json
-from .training import fit_head, train_scratch, transfer_features
+from .training import fit_head, train_scratch, transfer_features, trunk_features
 from .trunks import Trunk
 
 Log = Callable[[str], None]
@@ -54,7 +54,7 @@ class Photos:
     rel: list[str]
     raw: np.ndarray          # (n, trunk dim) before normalisation: the transfer head's input
 
-    @property
+    @cached_property
     def trunk_unit(self) -> np.ndarray:
         return self.raw / np.linalg.norm(self.raw, axis=1, keepdims=True).clip(1e-12)
 
@@ -83,21 +83,12 @@ def trunk_photos(trunk: Trunk, data_root: Path, split: str, classes: Sequence[st
                  workers: int | None = None) -> Photos:
     """Raw trunk features of one split's decodable photos (one pass; undecodable ones are skipped with a warning)."""
     listing = list_items(data_root, (split,), classes)
-    reader = PhotoReader([(p, it.class_id) for p, it in listing], trunk.transform)
-    feats, kept = [], []
-    with torch.inference_mode():
-        for batch in make_loader(reader, config.ENCODE_BATCH_SIZE, workers=workers):
-            warn_bad(batch["errors"])
-            if batch["image"] is not None:
-                feats.append(trunk(batch["image"].to(config.device())).float().cpu().numpy())
-                kept += batch["index"]
-    raw = np.concatenate(feats) if feats else np.zeros((0, trunk.dim), np.float32)
+    # each photo's position as its target, so the features come back with which photos they are
+    feats, kept = trunk_features(trunk, PhotoReader([(p, i) for i, (p, _) in enumerate(listing)], trunk.transform),
+                                 config.ENCODE_BATCH_SIZE, workers, desc=f"trunk features ({split})")
+    kept = kept.tolist()
     return Photos([listing[i][0] for i in kept], np.array([listing[i][1].class_id for i in kept]),
-                  [listing[i][1].path for i in kept], raw.astype(np.float32))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return F.normalize(torch.from_numpy(np.asarray(x, np.float32)), dim=1).numpy()
+                  [listing[i][1].path for i in kept], feats.float().numpy())
 
 
 def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, held_out: np.ndarray,
@@ -115,14 +106,16 @@ def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: 
     present = ~absent
     pair_d, pair_same = pair_distances(test_emb[present], train_emb[g_rows], test.labels[present], train.labels[g_rows])
     curve = fit_calibration(pair_d, pair_same)
-    run = FoldRun(hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
-                  curve(dist[:, 0]))
-    # the left-out landmarks against the whole gallery: retrieval of landmarks this model never saw
-    q = absent
-    if q.any():
-        idx_all, _ = top_k(test_emb[q], train_emb, 10)
-        run.unseen = retrieval_report(test.labels[q], train.labels[idx_all], train.labels, map_k=10)
-    return run
+    return FoldRun(hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
+                   curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent))
+
+
+def _unseen(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, absent: np.ndarray) -> dict:
+    """The left-out landmarks against the whole gallery: retrieval of landmarks this model never saw."""
+    if not absent.any():
+        return {}
+    idx, _ = top_k(test_emb[absent], train_emb, 10)
+    return retrieval_report(test.labels[absent], train.labels[idx], train.labels, map_k=10)
 
 
 def _fold_tag(held_out: np.ndarray, classes: Sequence[str], epochs: int, extra: str = "") -> str:
@@ -189,7 +182,7 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
                                    time.perf_counter() - t0)
         log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
     # the trunk as it is on the very queries the trained encoders never saw: what "general" buys
-    baseline = _mean_unseen([_fold_run(train.trunk_unit, test.trunk_unit, train, test, h, cfg.k, False).unseen
+    baseline = _mean_unseen([_unseen(train.trunk_unit, test.trunk_unit, train, test, np.isin(test.labels, h))
                              for h in fold_sets[cfg.folds]])
     for name, r in results.items():
         if "unseen" in r.report:
@@ -225,17 +218,10 @@ def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.
                names: tuple[str, ...], cfg: config.OpenSetConfig, index: GalleryIndex | None, train: Photos,
                test: Photos, seconds: float) -> OpenSetResult:
     p_folds, thresholds = _cross_validated(runs, names, cfg.k)
-    correct = [r.same[:, 0] for r in runs]
-    absent = [r.absent for r in runs]
-    # each fold scored at its own held-out threshold; AUROC and GAP need none
-    figures = [open_set_report(p, c, a, t) for p, c, a, t in zip(p_folds, correct, absent, thresholds)]
-    p_all, c_all, a_all = map(np.concatenate, (p_folds, correct, absent))
-    after = open_set_report(p_all, c_all, a_all)
-    n_abs, n_ok = sum(int(a.sum()) for a in absent), sum(int(c.sum()) for c in correct)
-    after["false_confident"] = round(sum(f["false_confident"] * int(a.sum()) for f, a in zip(figures, absent)) / n_abs, 4)
-    after["confident_when_right"] = round(
-        sum(f["confident_when_right"] * int(c.sum()) for f, c in zip(figures, correct)) / n_ok, 4)
-    after["threshold"] = [round(t, 4) for t in thresholds]
+    p_all, c_all, a_all = (np.concatenate(v) for v in (p_folds, [r.same[:, 0] for r in runs], [r.absent for r in runs]))
+    # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
+    per_query = np.concatenate([np.full(len(p), t) for p, t in zip(p_folds, thresholds)])
+    after = {**open_set_report(p_all, c_all, a_all, per_query), "threshold": [round(t, 4) for t in thresholds]}
     x, y = _rows(runs)
     threshold = match_threshold(p_all[a_all])  # the app's: from every fold's held-out P
     confidence = dataclasses.replace(fit_confidence(x, y, names, cfg.k, encoder.fingerprint), threshold=threshold)

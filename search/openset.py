@@ -139,10 +139,10 @@ def gap(confidence: np.ndarray, correct: np.ndarray, n_relevant: int | None = No
 
 
 def open_set_report(p_top: np.ndarray, correct: np.ndarray, absent: np.ndarray,
-                    threshold: float = config.CONFIDENT_P_SAME) -> dict:
+                    threshold: float | np.ndarray = config.CONFIDENT_P_SAME) -> dict:
     """What a confidence does on queries whose landmark is present and absent: AUROC of the top hit's P(same)
     separating "top hit right" from "landmark absent", the share of absent-landmark queries called confident, the
-    share of right top hits called confident, and GAP over all queries."""
+    share of right top hits called confident, and GAP over all queries (`threshold`: one, or one per query)."""
     p, ok, out = np.asarray(p_top, np.float64), np.asarray(correct, bool), np.asarray(absent, bool)
     sep = ok | out
     confident = p >= threshold

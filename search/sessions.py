@@ -3,7 +3,6 @@ under the app's work dir, bound to the visitor that built it, removed when its s
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import threading
@@ -18,6 +17,7 @@ from .encoders import Encoder
 from .engine import SearchEngine
 from .errors import LandmarkError
 from .uploads import unpack
+from .visitor import inside_any, path_forms
 
 PHOTOS_DIRNAME = "your photos"  # a flat upload's one class is named after it (map legend, captions)
 Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening), as build_indexes reports it
@@ -117,9 +117,7 @@ class PrivateGalleries:
 
     def is_private(self, path: Path | str) -> bool:
         """Whether a path lies inside the private galleries' folder, lexically or once symlinks are followed."""
-        root_forms = {os.path.normpath(os.path.abspath(self.root)), os.path.realpath(self.root)}
-        forms = {os.path.normpath(os.path.abspath(path)), os.path.realpath(path)}
-        return any(f == r or f.startswith(r + os.sep) for f in forms for r in root_forms)
+        return inside_any(path, path_forms(self.root))
 
     def refuse_private(self, files: Sequence[Path | str]) -> None:
         """A file inside any private gallery is never an input (not even its owner's): refuse it by name."""

@@ -81,25 +81,30 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
+def path_forms(path: Path | str) -> set[str]:
+    """Every way the filesystem may take a path: as written (absolute, normalised), and with symlinks followed
+    before and after normalising ('/bin/../x' is '/x' lexically but '/usr/x' physically)."""
+    lexical = os.path.normpath(os.path.abspath(path))
+    return {lexical, os.path.realpath(path), os.path.realpath(lexical)}
+
+
+def inside_any(path: Path | str, roots: set[str]) -> bool:
+    """Whether any form of `path` lies in any of `roots` (the `path_forms` of a folder)."""
+    return any(_inside(form, root) for form in path_forms(path) for root in roots)
+
+
 class PrivateFiles:
     """ASGI middleware: hands out visitor cookies, serves private gallery files to their owner, denies all else."""
 
     def __init__(self, app: Any, root: Path, owner_of: Callable[[Path], str | None]):
         self.app = app
         self.root = Path(root)
-        # the folder as written and as the filesystem resolves it: a request may reach it either way
-        self.roots = {os.path.normpath(os.path.abspath(self.root)), os.path.realpath(self.root)}
+        self.roots = path_forms(self.root)  # a request may reach the folder as written or as resolved
         self.owner_of = owner_of
 
     def names_private(self, text: str) -> bool:
         """Whether a request path or query names anything inside the private galleries' folder, in any spelling."""
-        for tail in _candidates(text):
-            absolute = tail if tail.startswith("/") else os.path.join(os.getcwd(), tail)
-            lexical = os.path.normpath(re.sub(r"/+", "/", absolute))
-            for form in {lexical, os.path.realpath(lexical), os.path.realpath(re.sub(r"/+", "/", absolute))}:
-                if any(_inside(form, root) for root in self.roots):
-                    return True
-        return False
+        return any(inside_any(re.sub(r"/+", "/", tail), self.roots) for tail in _candidates(text))
 
     def private_file(self, route_path: str, visitor: str) -> Path | None:
         """The file a `/private/<token>/<file>` request names, when this visitor owns it; else None."""

@@ -231,7 +231,7 @@ def test_heatmaps_of_a_private_gallery_stay_in_it_and_out_of_gradios_cache(built
     site = app.Site(SearchEngine(built, trained), tmp_path / "work")
     photos = _photos(tmp_path / "p", "p", 3, 7)
     gallery = site.galleries.build("visitor-a", photos)
-    site._base_urls[gallery.token] = "http://app.example"
+    site.open_view(gallery, "http://app.example")
     view = site.view(app.MINE, gallery.token)
     q, h = view.explain(open_query(photos[1]), "pretrained", photos[0].name)
     for url in (q, h):
