@@ -66,6 +66,11 @@ def list_examples(index_root: Path) -> list[Path]:
     return sorted(d.glob("*.jpg")) if d.is_dir() else []
 
 
+def example_landmark(path: Path) -> str:
+    """An example photo's landmark, from the name write_examples gives it ('Eiffel_Tower.jpg')."""
+    return Path(path).stem.replace("_", " ")
+
+
 @dataclass
 class StepLog:
     """What happened to one encoder during preparation."""

@@ -169,39 +169,43 @@ def test_the_handlers_own_messages_for_an_unknown_encoder_and_a_k_that_is_no_num
                                                                                      tmp_path):
     import gradio as gr
 
-    import app
+    from ui.search_tab import explain, search
+    from ui.view import GalleryView
 
-    view = app.App(SearchEngine(built, trained), tmp_path / "work")
+    view = GalleryView(SearchEngine(built, trained), tmp_path / "work")
     with pytest.raises(gr.Error, match="Unknown encoder 'nope'; choose one of scratch, pretrained, transfer"):
-        view.search(Image.open(photo), "nope", 3)
+        search(view, Image.open(photo), "nope", 3)
     with pytest.raises(gr.Error, match="top-k must be a whole number"):
-        view.search(Image.open(photo), "pretrained", "many")
+        search(view, Image.open(photo), "pretrained", "many")
     with pytest.raises(gr.Error, match="Unknown encoder"):
-        view.explain(Image.open(photo), "nope", "x.jpg")
+        explain(view, Image.open(photo), "nope", "x.jpg")
 
 
 def test_app_without_any_index_explains_what_to_do(tmp_path, trained, monkeypatch):
     import gradio as gr
 
-    import app
+    from ui.root import build_demo
+    from ui.search_tab import search, search_mine
+    from ui.text import missing_banner
+    from ui.view import GalleryView
 
     monkeypatch.setenv("LANDMARK_TRUNK", "efficientnet_lite0")  # what this machine has instead of VGG16 weights
 
     engine = SearchEngine(tmp_path / "empty", trained)
     assert not engine.backends and set(engine.unavailable) == {"scratch", "pretrained", "transfer"}
-    banner = app.missing_banner(engine)
+    banner = missing_banner(engine)
     assert "prepare_demo.py" in banner and "build_index.py --encoder pretrained" in banner
-    demo = app.build_demo(engine, work_dir=tmp_path / "work")
+    demo = build_demo(engine, work_dir=tmp_path / "work")
     comps = {c["props"]["elem_id"]: c["props"] for c in demo.get_config_file()["components"]
              if c["props"].get("elem_id")}
     assert comps["missing-banner"]["value"].startswith("### ⚠️ No gallery index yet")
     assert [c[0] for c in comps["encoder"]["choices"]] == [f"{n} — unavailable" for n in ("scratch", "pretrained",
                                                                                            "transfer")]
     assert comps["map"]["value"]["layer"] is None and not list((tmp_path / "work").rglob("map-*.json"))
-    ui = app.App(engine, tmp_path / "work")
+    ui = GalleryView(engine, tmp_path / "work")
     assert "unavailable" in ui.label("transfer") and "build_index.py" in ui.info("transfer")
     with pytest.raises(gr.Error, match="unavailable"):
-        ui.search(synthetic_image(0, np.random.default_rng(0)), "transfer", 3)
+        search(ui, synthetic_image(0, np.random.default_rng(0)), "transfer", 3)
     # ... and offers the way to try it right now: the Your photos tab, opened first, with every loadable encoder
     assert "try the app right now with your own photos" in banner and "Your photos" in banner
     tabs = next(c["props"] for c in demo.get_config_file()["components"] if c["type"] == "tabs")
@@ -213,8 +217,8 @@ def test_app_without_any_index_explains_what_to_do(tmp_path, trained, monkeypatc
         photos.append(tmp_path / f"mine-{i}.jpg")
         synthetic_image(i % 3, np.random.default_rng(50 + i)).save(photos[-1])
     built = site.galleries.build("visitor", photos)
-    gallery, the_map, verdict, hits, _ = site.search_mine(synthetic_image(2, np.random.default_rng(52)), "transfer",
-                                                          9, built.token)
+    gallery, the_map, verdict, hits, _ = site.route(search_mine, source="mine")(
+        synthetic_image(2, np.random.default_rng(52)), "transfer", 9, built.token)
     assert len(gallery) == 4 and hits[0].path == "mine-2.jpg" and gallery[0][1].startswith("#1 · mine-2.jpg · d=")
     assert "raw distances" in verdict and the_map["layer"].endswith(".json")
 
@@ -222,33 +226,36 @@ def test_app_without_any_index_explains_what_to_do(tmp_path, trained, monkeypatc
 def test_app_with_some_indexes_serves_those(tmp_path, built, trained):
     import shutil
 
-    import app
+    from ui.compare_tab import compare
+    from ui.search_tab import search
+    from ui.view import GalleryView
 
     root = tmp_path / "idx"
     shutil.copytree(built, root)
     shutil.rmtree(root / "transfer")
-    ui = app.App(SearchEngine(root, trained), tmp_path / "work")
-    gallery, the_map, *_ = ui.search(synthetic_image(1, np.random.default_rng(0)), "scratch", 4)
+    ui = GalleryView(SearchEngine(root, trained), tmp_path / "work")
+    gallery, the_map, *_ = search(ui, synthetic_image(1, np.random.default_rng(0)), "scratch", 4)
     assert len(gallery) == 4 and the_map["traces"][1]["name"] == "your photo"
     assert "No index" in ui.info("transfer")
-    out = ui.compare(synthetic_image(1, np.random.default_rng(0)), 3)
+    out = compare(ui, synthetic_image(1, np.random.default_rng(0)), 3)
     assert [len(g) for g in out[:3]] == [3, 3, 0] and out[5]["layer"] is None
     assert out[5]["message"] == "transfer is unavailable"  # what the map shows in place of a plot
     assert "scratch ∩ pretrained" in out[9] and "transfer" not in out[9]
 
 
 def test_private_gallery_without_checkpoints_says_why_the_other_encoders_are_missing(tmp_path, monkeypatch):
-    import app
+    from ui.mine_tab import built as after_build
+    from ui.site import MINE, Site
 
     monkeypatch.setenv("LANDMARK_TRUNK", "efficientnet_lite0")
-    site = app.Site(SearchEngine(tmp_path / "empty", tmp_path / "no-checkpoints"), tmp_path / "work")
+    site = Site(SearchEngine(tmp_path / "empty", tmp_path / "no-checkpoints"), tmp_path / "work")
     assert list(site.encoders()) == ["pretrained"] and set(site.unavailable) == {"scratch", "transfer"}
     photos = []
     for i in range(3):
         photos.append(tmp_path / f"p{i}.jpg")
         synthetic_image(i, np.random.default_rng(60 + i)).save(photos[-1])
     built = site.galleries.build("visitor", photos)
-    _, _, _, note = site.built(built.summary(), built.token)
+    _, _, _, note = after_build(site, built.summary(), built.token)
     assert "scratch could not index them" in note and "scratch.pt" in note and "Compare encoders" not in note
-    view = site.view(app.MINE, built.token)
+    view = site.view(MINE, built.token)
     assert "scratch.pt" in view.info("scratch") and "unavailable" in view.label("transfer")

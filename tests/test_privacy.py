@@ -226,18 +226,20 @@ def test_a_file_of_a_private_gallery_is_refused_as_an_upload(private_galleries, 
 
 
 def test_heatmaps_of_a_private_gallery_stay_in_it_and_out_of_gradios_cache(built, trained, tmp_path):
-    import app
+    from ui.components import UrlImage
+    from ui.search_tab import explain
+    from ui.site import MINE, Site
 
-    site = app.Site(SearchEngine(built, trained), tmp_path / "work")
+    site = Site(SearchEngine(built, trained), tmp_path / "work")
     photos = _photos(tmp_path / "p", "p", 3, 7)
     gallery = site.galleries.build("visitor-a", photos)
     site.open_view(gallery, "http://app.example")
-    view = site.view(app.MINE, gallery.token)
-    q, h = view.explain(open_query(photos[1]), "pretrained", photos[0].name)
+    view = site.view(MINE, gallery.token)
+    q, h = explain(view, open_query(photos[1]), "pretrained", photos[0].name)
     for url in (q, h):
         assert url.startswith(f"http://app.example/private/{gallery.token}/derived/")
         assert (gallery.folder / url.split(f"/private/{gallery.token}/", 1)[1]).is_file()
-    component = app.UrlImage()
+    component = UrlImage()
     cache = Path(component.GRADIO_CACHE)
     before = set(cache.rglob("*")) if cache.exists() else set()
     out = component.postprocess(q)  # the URL goes to the browser as it is: nothing lands in the shared cache

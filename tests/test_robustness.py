@@ -234,7 +234,11 @@ def test_upload_over_the_size_limit_gets_a_clear_message(server, client, tmp_pat
 
 
 def test_missing_or_corrupt_thumbnails_and_other_schema_get_clear_messages(built, trained, tmp_path):
-    import app
+    import gradio as gr
+
+    from ui.search_tab import explain, search
+    from ui.text import missing_banner
+    from ui.view import GalleryView
 
     root = tmp_path / "idx"
     shutil.copytree(built, root)
@@ -243,19 +247,19 @@ def test_missing_or_corrupt_thumbnails_and_other_schema_get_clear_messages(built
     first = engine.search("pretrained", query, 2)
     # A corrupt thumbnail: the index still serves; the hit shows a placeholder and the page says what to do.
     first[0].thumbnail.write_bytes(b"\xff\xd8\xff garbage")
-    ui = app.App(engine, tmp_path / "work")
+    ui = GalleryView(engine, tmp_path / "work")
     warnings_seen = []
-    orig = app.gr.Warning
-    app.gr.Warning = warnings_seen.append
+    orig = gr.Warning
+    gr.Warning = warnings_seen.append
     try:
-        gallery, *_ = ui.search(query, "pretrained", 2)
+        gallery, *_ = search(ui, query, "pretrained", 2)
     finally:
-        app.gr.Warning = orig
+        gr.Warning = orig
     assert gallery[0][0] == str(ui.missing_thumb) and gallery[0][1].endswith("thumbnail missing")
     assert gallery[1][0] == str(first[1].thumbnail)
     assert warnings_seen and "rebuild it with scripts/build_index.py --encoder pretrained" in warnings_seen[0]
-    with pytest.raises(app.gr.Error, match="thumbnail of .* is missing or corrupt .*rebuild"):
-        ui.explain(query, "pretrained", first[0].path)
+    with pytest.raises(gr.Error, match="thumbnail of .* is missing or corrupt .*rebuild"):
+        explain(ui, query, "pretrained", first[0].path)
     # A missing thumbnail: the index is refused at load, with the command that fixes it.
     first[1].thumbnail.unlink()
     engine = SearchEngine(root, trained)
@@ -268,4 +272,4 @@ def test_missing_or_corrupt_thumbnails_and_other_schema_get_clear_messages(built
     manifest_path.write_text(json.dumps(manifest))
     engine = SearchEngine(root, trained)
     assert f"schema {config.INDEX_SCHEMA_VERSION + 1}" in engine.unavailable["scratch"]
-    assert "rebuild the index" in app.missing_banner(engine)
+    assert "rebuild the index" in missing_banner(engine)

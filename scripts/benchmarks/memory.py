@@ -1,0 +1,51 @@
+"""Resident memory with the three encoders loaded, against two separate VGG16 copies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.report import row
+from search import bench
+from search.encoders import EncoderStore
+
+MEMORY_SCRIPT = r"""
+import sys, json
+sys.path.insert(0, {root!r})
+import torch
+from search import bench
+mode, weights, ckpt = sys.argv[1], sys.argv[2], sys.argv[3]
+base = bench.rss_mb()
+if mode == "ours":
+    from search.encoders import EncoderStore
+    store = EncoderStore(ckpt, weights)
+    encs = [store.load(n, trunk="vgg16") for n in ("scratch", "pretrained", "transfer")]
+else:
+    from torchvision import models
+    sd = torch.load(weights, weights_only=True)
+    encs = [models.vgg16(), models.vgg16()]
+    for m in encs:
+        m.load_state_dict(sd)
+    del sd
+print(json.dumps({{"mb": bench.rss_mb() - base}}))
+"""
+
+
+def bench_memory(weights: Path, tmp: Path) -> None:
+    """Row 5: resident memory with all three encoders loaded (one shared VGG16) vs two separate VGG16 copies."""
+    ckpt = tmp / "mem-ckpt"
+    trunk = EncoderStore(ckpt, weights).trunk("vgg16")
+    bench.write_untrained_checkpoints(ckpt, trunk, [f"{i:02d}.C{i}" for i in range(50)])
+    code = MEMORY_SCRIPT.format(root=str(Path(__file__).resolve().parents[2]))
+    out = {}
+    for mode in ("ours", "two-vgg16"):
+        r = subprocess.run([sys.executable, "-c", code, mode, str(weights), str(ckpt)], capture_output=True,
+                           text=True, check=True)
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])["mb"]
+    row("resident memory, three encoders loaded", out["ours"], out["two-vgg16"], "MiB",
+        "vs two separate VGG16 copies (pretrained + transfer without sharing)")
+
+
+PARTS = {"memory": lambda ctx: bench_memory(ctx.weights, ctx.tmp)}

@@ -1,0 +1,14 @@
+"""The app's API endpoints, which are also its MCP tools: every `api_name` is defined here and nowhere else."""
+
+SEARCH = "search"
+SEARCH_JSON = "search_json"
+SIMILAR_TO = "similar_to"
+EXPLAIN = "explain"
+COMPARE = "compare"
+MY_GALLERY = "my_gallery"
+SEARCH_MINE = "search_mine"
+
+LANDMARK_GALLERY = (SEARCH, SEARCH_JSON, SIMILAR_TO, EXPLAIN, COMPARE)  # over the landmark gallery
+YOUR_PHOTOS = (MY_GALLERY, SEARCH_MINE)  # over the caller's own private gallery
+
+UI_ONLY = {"api_visibility": "private"}  # keyword arguments of an event that is the UI's alone (not in API or MCP)

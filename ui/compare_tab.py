@@ -1,0 +1,184 @@
+"""The Compare encoders tab: one photo under every encoder side by side, where they agree, and brushing a photo
+across the three maps."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from search import config
+from search.encoders import REGISTRY
+from search.demo import example_landmark
+from search.engine import Hit
+from search.errors import LandmarkError
+from search.images import open_image
+from search.present import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
+from ui import api, text
+from ui.components import PhotoInput
+from ui.mapview import MapView
+from ui.tab import Shared, Tab
+from ui.view import GalleryView
+
+SMALL_MAP = dict(height=340, showlegend=False)
+
+
+def small_map(view: GalleryView, name: str, state: dict | None = None, highlight: str | None = None) -> dict:
+    """One column's map: the encoder's gallery layer with the compared query and, when brushed, one photo."""
+    if state is None:
+        return map_value(view.layer_urls.get(name), **SMALL_MAP, title_text=f"{name} map")
+    traces = view.maps[name].query_traces(state["hits"][name], query_row=view.row_of(name, state["query_path"]),
+                                          highlight_row=view.row_of(name, highlight))
+    return map_value(view.layer_urls[name], traces, **SMALL_MAP, title_text=f"{name} map")
+
+
+def _compare(view: GalleryView, vectors: dict, k: int, known_class: str | None, query_path: str = "",
+             trunks: dict | None = None, rows: dict | None = None):
+    hits: dict[str, list[Hit]] = {}
+    for name, vec in vectors.items():
+        try:
+            hits[name] = view.engine.search_vector(name, vec, k, (trunks or {}).get(name), (rows or {}).get(name))
+        except LandmarkError as exc:
+            raise gr.Error(str(exc)) from exc
+    paths = {n: [h.path for h in hs] for n, hs in hits.items()}
+    shared = shared_by_all(paths)
+    state = {"hits": hits, "query_path": query_path, "k": k}
+    galleries, maps, notes = [], [], []
+    for name in REGISTRY:
+        if name not in hits:
+            galleries.append([])
+            maps.append(map_value(None, message=f"{name} is unavailable"))
+            notes.append("")
+            continue
+        galleries.append(view.gallery(name, hits[name], shared))
+        maps.append(small_map(view, name, state))
+        notes.append(found_summary(hits[name], known_class) or view.verdict(hits[name], name))
+    return (*galleries, *maps, *notes, agreement_summary(paths, k), state)
+
+
+def compare(view: GalleryView, image, top_k: float, known_class: str = ""):
+    """Search the same photo under every encoder and show where they agree.
+
+    Args:
+        image: the query photo.
+        top_k: how many results per encoder, 1 to 24.
+        known_class: the photo's landmark when known (for the examples), else empty.
+    Returns:
+        scratch gallery: ranked hits; photos every encoder returned are marked "✓ all 3"
+        pretrained gallery: likewise
+        transfer gallery: likewise
+        scratch map
+        pretrained map
+        transfer map
+        scratch note: whether its top-k found the known landmark, or its verdict
+        pretrained note
+        transfer note
+        agreement: the pairwise top-k overlaps and how many photos all encoders returned
+    """
+    if image is None:
+        raise gr.Error(text.NO_PHOTO)
+    try:
+        vectors, trunks = view.engine.embed_with_trunk(list(view.engine.backends), open_image(image))
+    except LandmarkError as exc:
+        raise gr.Error(str(exc)) from exc
+    # an example's landmark says nothing about a private gallery's groups
+    return _compare(view, vectors, int(top_k), None if view.private else known_class or None, trunks=trunks)
+
+
+def compare_gallery_photo(view: GalleryView, path: str, top_k: float):
+    """Compare the encoders on a gallery photo, by its stored vectors; its landmark is known."""
+    if not path:
+        raise gr.Error("Click a photo in one of the columns first.")
+    try:
+        photos = {n: view.engine.gallery_photo(n, path) for n in view.engine.backends}
+        vectors = {n: view.engine.backends[n].index.embeddings[p["row"]] for n, p in photos.items()}
+    except LandmarkError as exc:
+        raise gr.Error(str(exc)) from exc
+    photo = next(iter(photos.values()), None)
+    rows = {n: p["row"] for n, p in photos.items()}
+    return (*_compare(view, vectors, int(top_k), photo and photo["class_name"], query_path=path, rows=rows),
+            str(photo["thumbnail"]) if photo and not view.private else gr.skip())
+
+
+def brush(view: GalleryView, state: dict | None, evt: gr.SelectData, column: str):
+    """A photo selected in one column: highlight that same photo on all three maps, say where each ranks it."""
+    if not state or column not in state["hits"] or not 0 <= evt.index < len(state["hits"][column]):
+        return (*(gr.skip(),) * len(REGISTRY), gr.skip(), gr.skip())
+    path = state["hits"][column][evt.index].path
+    maps, where = [], []
+    for name in REGISTRY:
+        if name not in state["hits"]:
+            maps.append(gr.skip())
+            continue
+        maps.append(small_map(view, name, state, highlight=path))
+        rank = next((h.rank for h in state["hits"][name] if h.path == path), None)
+        where.append(f"{name}: #{rank}" if rank else f"{name}: not in its top-{state['k']}")
+    name = path.rsplit("/", 1)[-1]
+    return (*maps, f"Selected **{name}** (magenta on every map) — " + " · ".join(where), path)
+
+
+def on_switch(view: GalleryView, ui: SimpleNamespace) -> dict:
+    """The Gallery radio changed: empty columns and that gallery's maps."""
+    return {**{g: [] for g in ui.galleries}, **{m: small_map(view, n) for n, m in zip(REGISTRY, ui.maps)},
+            **{note: "" for note in ui.notes}, ui.agreement: "", ui.state: None}
+
+
+# -- layout and wiring ---------------------------------------------------------------------------------------------
+
+
+def _columns(ui: SimpleNamespace, view: GalleryView) -> None:
+    ui.galleries, ui.maps, ui.notes = [], [], []
+    with gr.Row(equal_height=False):
+        for n in REGISTRY:
+            with gr.Column():
+                gr.Markdown(view.info(n))
+                ui.notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
+                ui.galleries.append(gr.Gallery(label=view.label(n), columns=3, height=300, object_fit="cover",
+                                               allow_preview=False, elem_id=f"compare-{n}"))
+                ui.maps.append(MapView(small_map(view, n), height=340, elem_id=f"compare-map-{n}"))
+
+
+def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
+    gr.Markdown(text.COMPARE_INTRO)
+    ui = SimpleNamespace(state=gr.State(None), known=gr.Textbox(visible=False), examples=None)
+    with gr.Row():
+        ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"], height=240,
+                              elem_id="compare-image")
+        with gr.Column():
+            ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder")
+            ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
+                         label="Retrieval quality on the test split (from evaluate.py)")
+    if shared.examples:
+        ui.examples = gr.Examples(examples=[[str(p), example_landmark(p)] for p in shared.examples],
+                                  inputs=[ui.image, ui.known], examples_per_page=8,
+                                  label="Examples (their landmark is known, so each column says if it found it)")
+    ui.agreement = gr.Markdown(elem_id="agreement")
+    with gr.Row():
+        ui.selected = gr.Markdown(elem_id="compare-selected")
+        ui.path = gr.Textbox(visible=False)
+        ui.again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this")
+    _columns(ui, view)
+    return ui
+
+
+def _wire(ui: SimpleNamespace, shared: Shared) -> None:
+    route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
+    query, outputs = [ui.image, ui.k, ui.known, *ctx], ui.outputs
+    ui.button.click(route(compare), query, outputs, api_name=api.COMPARE)
+    ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private)
+    if ui.examples is not None:
+        ui.examples.load_input_event.then(route(compare), query, outputs, **private)
+    for n, gallery in zip(REGISTRY, ui.galleries):
+        gallery.select(route(brush, column=n), [ui.state, *ctx], [*ui.maps, ui.selected, ui.path], **private)
+    ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, *ctx], [*outputs, ui.image], **private)
+
+
+def build(shared: Shared) -> Tab:
+    """Lay out the Compare tab, wire its events, and say what it resets when the gallery switches."""
+    view = shared.site.landmarks
+    with gr.Tab("Compare encoders", id="compare-tab"):
+        ui = _layout(shared, view)
+    ui.outputs = [*ui.galleries, *ui.maps, *ui.notes, ui.agreement, ui.state]
+    _wire(ui, shared)
+    return Tab(switch_outputs=ui.outputs, on_switch=lambda v, _values: on_switch(v, ui))

@@ -1,0 +1,62 @@
+"""The app's own Gradio components: a photo input with the library's validation, an image that shows URLs as-is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from gradio import route_utils
+from gradio.data_classes import ImageData
+
+from search import config
+from search.errors import BadImageError
+from search.images import open_image
+
+
+class PhotoInput(gr.Image):
+    """gr.Image(type="pil") that decodes uploads with the library's validation, so bad files get clear messages."""
+
+    def get_block_name(self) -> str:
+        return "image"  # render with gr.Image's own front end
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path is None or (payload.url or "").startswith("data:"):
+            try:
+                return open_image(super().preprocess(payload))
+            except BadImageError as exc:
+                raise gr.Error(str(exc)) from exc
+            except Exception as exc:  # any decoder failure becomes a readable message
+                raise gr.Error(f"That file could not be read as an image ({exc}).") from exc
+        try:
+            path = Path(payload.path)
+            if path.stat().st_size > config.MAX_UPLOAD_BYTES:
+                raise BadImageError(f"File is larger than {config.MAX_UPLOAD_BYTES // 2**20} MB.")
+            image = open_image(path)
+        except BadImageError as exc:
+            raise gr.Error(str(exc).replace(str(path.name), payload.orig_name or "upload")) from exc
+        if Path(payload.orig_name or "").suffix.lower() == ".gif":
+            gr.Info("Animated or not, a GIF is searched by its first frame.")
+        return image
+
+
+class UrlImage(gr.Image):
+    """gr.Image that shows an http(s) URL as it is, for the browser to fetch with its cookie (a private gallery's
+    file), instead of Gradio downloading it into its shared cache; anything else is shown as gr.Image shows it."""
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def postprocess(self, value):
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return ImageData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
+        return super().postprocess(value)
+
+
+def public_root(request: gr.Request | None) -> str:
+    """The app's URL as this request's browser reaches it (through a proxy too), without a trailing slash."""
+    req = getattr(request, "request", None)
+    if req is None:
+        return ""
+    return route_utils.get_root_url(req, route_utils.get_api_call_path(req), getattr(req.app, "root_path", None))

@@ -1,0 +1,68 @@
+"""The composition root: the page's header and shared states, every tab (one line each), then the events that
+cross tabs, composed from what each tab contributes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from search import config
+from search.demo import list_examples
+from search.encoders import REGISTRY
+from search.engine import SearchEngine
+from ui import api, compare_tab, how_tab, mine_tab, search_tab, text
+from ui.site import LANDMARKS, MINE, Site
+from ui.tab import Shared, Tab
+
+TABS = (search_tab, compare_tab, mine_tab, how_tab)  # in page order; each module's build(shared) -> Tab
+
+
+def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
+    gr.Markdown(text.INTRO)
+    banner = text.missing_banner(engine, data_dir)
+    if banner:
+        gr.Markdown(banner, elem_id="missing-banner")
+    source = gr.State(LANDMARKS)
+    # A function, not the bound method: Gradio deep-copies the config (this prop too) on every page load.
+    mine = gr.State(None, time_to_live=config.MY_GALLERY.ttl_seconds, delete_callback=lambda t: site.forget(t))
+    n = max((len(b.index.items) for b in engine.backends.values()), default=0)
+    pick = gr.Radio([(f"Landmark gallery ({n:,} photos)" if n else "Landmark gallery", LANDMARKS),
+                     ("Your photos", MINE)], value=LANDMARKS, label="Gallery", elem_id="gallery-source")
+    return Shared(site, source, mine, pick, list_examples(engine.index_root),
+                  default=next(iter(engine.backends), next(iter(REGISTRY))))
+
+
+def _wire_switch(shared: Shared, tabs: list[Tab]) -> None:
+    """The Gallery radio: every tab updates for the chosen gallery; with none to show, the radio goes back."""
+    inputs = {shared.pick, shared.mine, *(c for t in tabs for c in t.switch_inputs)}
+    outputs = {shared.source, *(c for t in tabs for c in t.switch_outputs)}
+
+    def switch(values: dict) -> dict:
+        try:
+            view = shared.site.view(values[shared.pick], values[shared.mine])
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+            return {shared.source: LANDMARKS}
+        updates = {shared.source: values[shared.pick]}
+        for tab in tabs:
+            if tab.on_switch is not None:
+                updates.update(tab.on_switch(view, values))
+        return updates
+
+    shared.pick.change(switch, inputs, outputs, **api.UI_ONLY).then(lambda s: s, shared.source, shared.pick,
+                                                                    **api.UI_ONLY)
+
+
+def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
+               work_dir: Path = config.APP_WORK_DIR) -> gr.Blocks:
+    """The Blocks UI over a loaded engine; `demo.site` holds the galleries (launch guards their files with it)."""
+    site = Site(engine, work_dir)
+    with gr.Blocks(title="Landmark Lens", delete_cache=(3600, 3600)) as demo:
+        shared = _header(site, engine, data_dir)
+        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab"):
+            tabs = [tab.build(shared) for tab in TABS]
+        _wire_switch(shared, tabs)
+        demo.unload(site.tab_closed)
+    demo.site = site
+    return demo

@@ -1,0 +1,40 @@
+"""What every tab is given (the session's states, the gallery radio, the examples) and what it gives back: its
+part in the events that cross tabs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from ui.site import Site
+from ui.view import GalleryView
+
+
+@dataclass
+class Shared:
+    """What the composition root hands every tab it builds."""
+
+    site: Site
+    source: gr.State  # which gallery the session is looking at
+    mine: gr.State  # the token of the session's private gallery
+    pick: gr.Radio  # the Gallery radio
+    examples: list[Path]  # example photos of the landmark gallery's test split
+    default: str  # the encoder shown first
+
+    @property
+    def states(self) -> list[gr.State]:
+        """The states `Site.route` expects after a routed handler's inputs."""
+        return [self.source, self.mine]
+
+
+@dataclass
+class Tab:
+    """A built tab's part in the shared events: what it reads and updates when the Gallery radio switches."""
+
+    switch_inputs: list[gr.components.Component] = field(default_factory=list)
+    switch_outputs: list[gr.components.Component] = field(default_factory=list)
+    on_switch: Callable[[GalleryView, dict[Any, Any]], dict[Any, Any]] | None = None  # (view, input values) -> updates
+    components: dict[str, gr.components.Component] = field(default_factory=dict)  # what other tabs may wire to

@@ -1,0 +1,117 @@
+"""One gallery as every tab shows it: its engine, one map layer per encoder, and the helpers the tabs share."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from search import config
+from search.encoders import REGISTRY
+from search.engine import Hit, SearchEngine
+from search.images import placeholder
+from search.present import (GalleryMap, UNCALIBRATED_PRIVATE, broken_thumbnails_warning, calibration_figure,
+                            gallery_items, metrics_row, metrics_summary, reliability_figure, unreliable_note, verdict)
+from search.storage import atomic_path
+from search.visitor import private_url
+from ui.mapview import file_url
+
+
+class GalleryView:
+    """The landmark gallery or one visitor's private gallery, with what is precomputed for display.
+
+    A private gallery's files are never handed to Gradio (which would copy them into its shared cache): they go out
+    as URLs of the app's private route, absolute under `base_url` where a Gradio component needs one."""
+
+    def __init__(self, engine: SearchEngine, work_dir: Path = config.APP_WORK_DIR, private: bool = False,
+                 private_root: Path | None = None, base_url: str = ""):
+        self.engine = engine
+        self.work_dir = Path(work_dir)
+        self.private = private
+        self.base_url = base_url.rstrip("/")
+        self.url_of = (lambda p: private_url(private_root, p)) if private else file_url
+        title = "t-SNE of your photos under {n} ({c} photos)" if private else "t-SNE of the {n} gallery ({c} images)"
+        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)), self.url_of)
+                     for n, b in engine.backends.items()}
+        self.layer_urls = {n: self.url_of(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
+        self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
+        if not self.missing_thumb.exists():
+            with atomic_path(self.missing_thumb) as tmp:
+                placeholder("thumbnail missing: rebuild the index").save(tmp, format="JPEG")
+
+    def gallery(self, encoder: str, hits: list[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
+        """Gallery items; a missing or corrupt thumbnail shows a placeholder and a warning naming the fix."""
+        warning = broken_thumbnails_warning(hits, encoder)
+        if warning:
+            gr.Warning(warning)
+        return [(self.image(p), c) for p, c in gallery_items(hits, in_all, self.missing_thumb, by_path=self.private)]
+
+    def image(self, path: Path | str) -> str:
+        """What a Gradio image component gets for a file: its path, or a private gallery's absolute private URL."""
+        return f"{self.base_url}/{self.url_of(Path(path))}" if self.private else str(path)
+
+    def keep_private(self, picture) -> str:
+        """Save an image derived from a visitor's photos inside their gallery (not Gradio's shared cache); its URL."""
+        path = self.work_dir / "derived" / f"{uuid.uuid4().hex}.jpg"
+        with atomic_path(path) as tmp:
+            picture.convert("RGB").save(tmp, format="JPEG", quality=90)
+        return self.image(path)
+
+    def label(self, name: str) -> str:
+        """The encoder's display name, or why it cannot be used."""
+        if name in self.engine.backends:
+            return self.engine.backends[name].encoder.label
+        return f"{name} — unavailable"
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(label, name) of every encoder, for a radio."""
+        return [(self.label(n), n) for n in REGISTRY]
+
+    def info(self, name: str) -> str:
+        """Markdown: what the encoder is, how well it retrieves, or why it cannot be used."""
+        spec = REGISTRY[name]
+        if name not in self.engine.backends:
+            return f"**{spec.title}** — {spec.description}\n\n⚠️ Unavailable: {self.engine.unavailable.get(name)}"
+        b = self.engine.backends[name]
+        if self.private:
+            return (f"**{b.encoder.label}** — {spec.description}\n\nYour photos have no landmark labels, so there is "
+                    "no retrieval score here: judge by eye, or compare the encoders side by side.")
+        return (f"**{b.encoder.label}** — {spec.description}\n\n"
+                f"How well does it retrieve? {metrics_summary(b.index.eval_report())}")
+
+    def check(self, encoder: str, top_k: float) -> int:
+        """k as a whole number, once the encoder is known and loaded; else a message for the page."""
+        if encoder not in REGISTRY:
+            raise gr.Error(f"Unknown encoder {encoder!r}; choose one of {', '.join(REGISTRY)}.")
+        if encoder not in self.engine.backends:
+            raise gr.Error(f"The {encoder} encoder is unavailable: {self.engine.unavailable.get(encoder)}")
+        try:
+            return int(top_k)
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(f"top-k must be a whole number (got {top_k!r}).") from exc
+
+    def verdict(self, hits: list[Hit], encoder: str | None = None) -> str:
+        """One line on whether the best hit is a match, at this encoder's own threshold."""
+        if self.private or encoder not in self.engine.backends:
+            return verdict(hits, UNCALIBRATED_PRIVATE if self.private else None)
+        b = self.engine.backends[encoder]
+        return verdict(hits, None, unreliable_note(b.encoder.label, b.index.eval_report()))
+
+    def row_of(self, encoder: str, path: str | None) -> int | None:
+        """A gallery photo's row in the encoder's index (None for no photo)."""
+        return self.engine.gallery_photo(encoder, path)["row"] if path else None
+
+    def metrics_table(self) -> list[list]:
+        """One row of retrieval and open-set figures per encoder."""
+        return [metrics_row(n, self.engine.backends[n].index.eval_report()
+                            if n in self.engine.backends else None) for n in REGISTRY]
+
+    def calibration_plot(self):
+        """The distance-only calibration curves, or None when no encoder has one."""
+        curves = {b.encoder.label: b.index.calibration for b in self.engine.backends.values() if b.index.calibration}
+        return calibration_figure(curves) if curves else None
+
+    def reliability_plot(self):
+        """The open-set confidence's reliability diagram, or None before the open-set evaluation."""
+        return reliability_figure({b.encoder.label: b.index.eval_report() for b in self.engine.backends.values()})
