@@ -54,7 +54,7 @@ class Trunk(nn.Module):
             p.requires_grad_(False)
         if config.CHANNELS_LAST:
             self.to(memory_format=torch.channels_last)
-        self._forward = torch.compile(self.features) if config.COMPILE_TRUNK else self.features
+        self._forward = torch.compile(self.pooled_features) if config.COMPILE_TRUNK else self.pooled_features
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ class Trunk(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's pooled features of a preprocessed batch, eagerly (as set up, without the compiled path)."""
         return self.pool_maps(self.conv_maps(x))
 

@@ -26,10 +26,10 @@ def encode_all(trunk_fn, transform, images, batch: int = 10) -> np.ndarray:
 def trunk_candidates(trunk: Trunk, compile_: bool) -> dict:
     """Inference variants of one trunk, each a callable on a preprocessed batch."""
     def plain(x):
-        return trunk.features(x)
+        return trunk.pooled_features(x)
 
     def cl(x):
-        return trunk.features(x.contiguous(memory_format=torch.channels_last))
+        return trunk.pooled_features(x.contiguous(memory_format=torch.channels_last))
 
     def cl_bf16(x):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -37,7 +37,7 @@ def trunk_candidates(trunk: Trunk, compile_: bool) -> dict:
 
     cands = {"fp32 eager": plain, "channels_last": cl, "channels_last + bf16": cl_bf16}
     if compile_:
-        compiled = torch.compile(trunk.features)
+        compiled = torch.compile(trunk.pooled_features)
         cands["channels_last + torch.compile"] = lambda x: compiled(x.contiguous(memory_format=torch.channels_last))
     return cands
 
@@ -52,9 +52,9 @@ def bench_trunk(trunk: Trunk, baseline_model: torch.nn.Module, gflops_machine: f
     rng = np.random.default_rng(1)
     images = [bench.synthetic_photo(rng) for _ in range(n_gallery + n_query)]
     x1 = trunk.transform(images[0])[None]
-    ref = encode_all(trunk.features, trunk.transform, images)
+    ref = encode_all(trunk.pooled_features, trunk.transform, images)
     ref_idx, _ = top_k(ref[n_gallery:], ref[:n_gallery], 10)
-    flops = bench.model_gflops(trunk.features, x1)
+    flops = bench.model_gflops(trunk.pooled_features, x1)
     floor_ms = 1000 * flops / gflops_machine
     variants = trunk_candidates(trunk, compile_)
     same = {}
