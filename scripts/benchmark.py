@@ -20,13 +20,14 @@ import torch  # noqa: E402
 from torchvision import models  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from benchmarks import app, build, encode, exact, memory, quality, scale  # noqa: E402
+from benchmarks import app, build, encode, exact, memory, quality, scale, study  # noqa: E402
 from benchmarks.report import ROWS, Context, header  # noqa: E402
 from search import config  # noqa: E402
 from search.cli import run  # noqa: E402
 from search.storage import write_json  # noqa: E402
 
-PARTS = {**encode.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS, **quality.PARTS}
+PARTS = {**encode.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
+         **study.PARTS, **quality.PARTS}
 
 
 def get_args() -> argparse.Namespace:

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
 from search.encoders import EncoderStore  # noqa: E402
+from search.demo import study_step  # noqa: E402
 from search.engine import open_backend  # noqa: E402
 from search.evaluate import evaluate, save_evaluation  # noqa: E402
 from search.errors import LandmarkError  # noqa: E402
@@ -50,6 +51,9 @@ def main() -> None:
                                        log=lambda s: print(s, file=sys.stderr))[a.encoder]
         save_open_set(opened, backend.index, backend.index.path / EVAL)
         report = {**report, **{k: v for k, v in opened.report.items() if k != "reliability"}}
+    with contextlib.redirect_stdout(sys.stderr):  # the Study tab's figures include this evaluation's
+        for note in study_step(a.index_dir, log=lambda s: print(s, file=sys.stderr)):
+            print(note, file=sys.stderr)
     print(json.dumps(report))
 
 

@@ -73,6 +73,20 @@ class OpenSetConfig:
 
 OPEN_SET = OpenSetConfig()
 
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole-gallery comparison of the encoders (the Study tab; README: "Study")."""
+
+    k: int = 10                         # neighbours compared per photo (the Embedding Comparator's k-NN Jaccard)
+    trust_max_points: int = 3000        # trustworthiness is O(n^2) in memory: a seeded subsample past this
+    silhouette_max_points: int = 5000   # likewise for the silhouette score
+    extremes: int = 12                  # photos shown per pair where two encoders agree least, and most
+    confusions: int = 5                 # most frequent confusions listed per encoder
+
+
+STUDY = StudyConfig()
+
 # Inference on CPU (measured by scripts/benchmark.py: channels_last is faster for both trunks and ranks
 # identically; torch.compile is opt-in because it costs ~20 s per trunk at start).
 CHANNELS_LAST = True

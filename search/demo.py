@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import config
+from . import config, study_store
 from .data import display_name, find_classes, list_items
 from .encoders import REGISTRY, Encoder, EncoderStore
 from .errors import LandmarkError
@@ -157,6 +157,7 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
             log(traceback.format_exc())
         res.seconds = round(time.time() - started, 1)
     notes += open_set_step(ready, data_dir, store, trunk, log, train_cfg=train_cfg)
+    notes += study_step(index_root, log)
     try:
         if not list_examples(index_root):
             write_examples(data_dir, index_root)
@@ -183,6 +184,30 @@ def open_set_step(ready: dict[str, tuple[Encoder, GalleryIndex]], data_dir: Path
         save_open_set(result, index, index.path / EVAL)
     return [f"open-set evaluation (match confidence with landmarks left out: {cfg.folds} folds, scratch "
             f"{cfg.scratch_folds} fold models of {cfg.scratch_epochs} epochs): {time.time() - started:.0f} s"]
+
+
+def study_step(index_root: Path, log: Log = print) -> list[str]:
+    """Compare the encoders over the whole gallery (the Study tab) when the saved study is missing or stale."""
+    started = time.time()
+    indexes = loadable_indexes(index_root)
+    try:
+        result = study_store.ensure(index_root, indexes, log)
+    except LandmarkError as exc:
+        return [f"study failed: {exc}"]
+    if result is None:
+        return []
+    return [f"study of {len(indexes)} encoders over {len(result['photos'])} photos: {time.time() - started:.0f} s"]
+
+
+def loadable_indexes(index_root: Path) -> dict[str, GalleryIndex]:
+    """Every encoder's index under `index_root` that loads and verifies (as saved, whatever encoder made it)."""
+    out = {}
+    for name in REGISTRY:
+        try:
+            out[name] = load_index(index_path(index_root, name))
+        except LandmarkError:
+            continue
+    return out
 
 
 def summary_table(results: list[StepLog]) -> str:

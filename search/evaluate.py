@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import config
 from .data import detect_layout, find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .calibration import Calibration, fit_calibration, pair_distances
 from .encode import encode_local
 from .index import EVAL, GalleryIndex, attach_calibration
-from .metrics import retrieval_report
+from .metrics import confusions, per_class, retrieval_report
 from .rank import top_k
 from .storage import write_json
 
@@ -44,7 +45,8 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
         raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train or all.")
     queries = list_items(data_root, ("test",), classes)
     started = time.perf_counter()
-    encoded = encode_local(encoder, [p for p, _ in queries], None, workers=workers, desc="encoding queries")
+    # The queries' thumbnails join the shared folder, for the Study tab's example of each confusion.
+    encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, workers=workers, desc="encoding queries")
     q_emb, kept = encoded.embeddings, encoded.kept
     encode_s = time.perf_counter() - started
     q_labels = np.array([queries[i][1].class_id for i in kept])
@@ -55,7 +57,9 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
               "gallery": int(len(gallery_rows)),
               "ms_per_query": round(1000 * (time.perf_counter() - started) / max(len(kept), 1), 1),
               "encode_seconds": round(encode_s, 2),
-              "encoder_fingerprint": encoder.fingerprint}
+              "encoder_fingerprint": encoder.fingerprint,
+              **by_landmark(index, [queries[i][0] for i in kept], encoded.thumbs, data_root, q_labels, g_labels[idx],
+                            g_labels, gallery_rows[idx[:, 0]], k)}
     calibration = None
     gallery = index.embeddings[gallery_rows]
     dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
@@ -65,6 +69,21 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
         report["calibration"] = {"pairs": calibration.pairs, "positives": calibration.positives,
                                  "p_same_at": {f"{d:.3f}": round(float(calibration(d)), 3) for d in probe}}
     return Evaluation(report, calibration)
+
+
+def by_landmark(index: GalleryIndex, query_paths: list[Path], query_thumbs: list[str], data_root: Path,
+                q_labels: np.ndarray, ranked: np.ndarray, g_labels: np.ndarray, top_rows: np.ndarray,
+                k: int) -> dict:
+    """The per-landmark figures and the most frequent confusions (each with its first query and what it found)."""
+    names = index.manifest["classes"]
+    classes = {names[c]: r for c, r in per_class(q_labels, ranked, g_labels, k).items()}
+    mistakes = []
+    for c in confusions(q_labels, ranked[:, 0], config.STUDY.confusions):
+        i = c.pop("example")
+        mistakes.append({**c, "true": names[c["true"]], "retrieved": names[c["retrieved"]],
+                         "query": Path(query_paths[i]).relative_to(data_root).as_posix(), "query_thumb": query_thumbs[i],
+                         "hit": index.items[int(top_rows[i])]["path"]})
+    return {"by_class": classes, "confusions": mistakes}
 
 
 def save_evaluation(result: Evaluation, index: GalleryIndex) -> Path:

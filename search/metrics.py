@@ -37,3 +37,26 @@ def retrieval_report(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray
     report[f"mAP@{map_k}"] = round(float(average_precision_at_k(rel, n_rel, map_k).mean()) if len(rel) else 0.0, 4)
     report["queries"] = int(len(query_labels))
     return report
+
+
+def per_class(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray, gallery_labels: np.ndarray,
+              k: int = 10) -> dict[int, dict]:
+    """P@1 and mAP@k of each query class (its own queries only), with how many queries it had."""
+    q = np.asarray(query_labels)
+    rel = relevance(q, ranked_gallery_labels)
+    counts = np.bincount(np.asarray(gallery_labels), minlength=int(np.max(q, initial=0)) + 1)
+    ap = average_precision_at_k(rel, counts[q], k) if len(q) else np.zeros(0)
+    return {int(c): {"precision@1": round(float(rel[q == c, 0].mean()), 4),
+                     f"mAP@{k}": round(float(ap[q == c].mean()), 4), "queries": int((q == c).sum())}
+            for c in np.unique(q)}
+
+
+def confusions(query_labels: np.ndarray, top1_labels: np.ndarray, n: int = 5) -> list[dict]:
+    """The n most frequent (true class -> retrieved class) mistakes at rank 1, with the first query of each."""
+    q, t = np.asarray(query_labels), np.asarray(top1_labels)
+    wrong = np.flatnonzero(q != t)
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for i in wrong:
+        pairs.setdefault((int(q[i]), int(t[i])), []).append(int(i))
+    ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:n]
+    return [{"true": a, "retrieved": b, "count": len(rows), "example": rows[0]} for (a, b), rows in ranked]

@@ -140,20 +140,32 @@ class GalleryMap:
     """An encoder's gallery layer of the t-SNE map (one trace per class), serialised once and sent to the
     browser once; every search then sends only its small query layer (`query_traces`)."""
 
-    def __init__(self, index: GalleryIndex, title: str, thumb_url: Callable[[Path], str] = str):
+    def __init__(self, index: GalleryIndex, title: str, thumb_url: Callable[[Path], str] = str,
+                 colour_by: tuple[str, np.ndarray] | None = None):
+        """`colour_by` (name, one value in [0, 1] per row) colours every point by that value instead of its class."""
         self.coords, self.items = index.coords, index.items
         labels = np.array([it["class_id"] for it in index.items])
         names = index.manifest["classes"]
         data = []
-        for cid in np.unique(labels):
+        for cid in np.unique(labels) if colour_by is None else ():
             rows = np.flatnonzero(labels == cid)
             data.append({"type": "scattergl", "mode": "markers", "name": names[cid],
                          "x": self.coords[rows, 0].round(3).tolist(), "y": self.coords[rows, 1].round(3).tolist(),
                          "customdata": rows.tolist(),
                          "marker": {"size": 6, "color": PALETTE[int(cid) % len(PALETTE)], "opacity": 0.75},
                          "hovertemplate": "<b>%{fullData.name}</b><extra></extra>"})
+        if colour_by is not None:
+            what, values = colour_by
+            data.append({"type": "scattergl", "mode": "markers", "name": what,
+                         "x": self.coords[:, 0].round(3).tolist(), "y": self.coords[:, 1].round(3).tolist(),
+                         "customdata": list(range(len(self.items))), "text": [f"{v:.2f}" for v in values],
+                         "marker": {"size": 7, "color": [None if np.isnan(v) else round(float(v), 3) for v in values],
+                                    "colorscale": "Viridis",
+                                    "cmin": 0, "cmax": 1, "opacity": 0.85,
+                                    "colorbar": {"title": {"text": what}, "thickness": 12}},
+                         "hovertemplate": f"{what} %{{text}}<extra></extra>"})
         layout = {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "template": "plotly_white",
-                  "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "closest",
+                  "margin": {"l": 10, "r": 10, "t": 56 if "<br>" in title else 40, "b": 10}, "hovermode": "closest",
                   "legend": {"itemsizing": "constant", "font": {"size": 10},
                              "title": {"text": "class (click to toggle)"}},
                   "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"}, "uirevision": "keep"}

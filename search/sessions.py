@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import config
+from . import config, study_store
 from .build import build_indexes
 from .encoders import Encoder
 from .engine import SearchEngine
@@ -99,6 +99,7 @@ class PrivateGalleries:
             # The index needs only its thumbnails: the originals go now (less disk, less of the visitor's data kept).
             shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)
+            study_store.ensure(folder / "index", {n: b.index for n, b in engine.backends.items()}, log=lambda s: None)
             skipped = next(iter(engine.backends.values())).index.manifest.get("skipped", 0)
             gallery = PrivateGallery(token, folder, owner, session, engine, unpacked.photos, unpacked.groups, skipped,
                                      unpacked.ignored, time.perf_counter() - started)

@@ -259,3 +259,19 @@ def test_private_gallery_without_checkpoints_says_why_the_other_encoders_are_mis
     assert "scratch could not index them" in note and "scratch.pt" in note and "Compare encoders" not in note
     view = site.view(MINE, built.token)
     assert "scratch.pt" in view.info("scratch") and "unavailable" in view.label("transfer")
+
+
+def test_study_api_returns_the_whole_gallery_comparison_in_row_order(client, built):
+    from search.index import load_index
+
+    got = json.loads(client.predict(api_name="/study"))
+    index = load_index(built / "scratch")
+    assert got["k"] == 10 and got["photos"] == [it["path"] for it in index.items]
+    assert set(got["agreement"]) == {"scratch|pretrained", "scratch|transfer", "pretrained|transfer"}
+    for pair in got["agreement"].values():
+        assert len(pair["per_photo"]) == len(index.items) and 0 <= min(pair["per_photo"]) <= max(pair["per_photo"]) <= 1
+        assert pair["mean"] == pytest.approx(np.mean(pair["per_photo"]), abs=1e-3)
+    for name in ("scratch", "pretrained", "transfer"):
+        assert 0 < got["maps"][name]["trustworthiness"] <= 1 and 0 <= got["maps"][name]["knn_preserved"] <= 1
+    assert set(got["classes"]["transfer"]) == set(index.manifest["classes"])  # every landmark, from the evaluation
+    assert "neighbours" not in got and got["findings"]

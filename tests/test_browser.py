@@ -225,3 +225,31 @@ def test_a_photo_of_a_landmark_the_gallery_lacks_gets_the_not_in_the_gallery_ver
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
     wait.until(lambda d: "does not seem to be in the gallery" in d.find_element(By.ID, "verdict").text)
     assert "Best match" not in browser.find_element(By.ID, "verdict").text
+
+
+def test_study_tab_click_a_least_agreeing_photo_and_search_from_it(server, browser):  # noqa: F811
+    """The Study tab: click the photo two encoders agree on least; its dominoes show, and the Search tab opens with
+    that photo as the query and first among the results."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]")))
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Study").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#study-least .thumbnail-item"))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#study-map .ll-map-plot").get_attribute("data-points")
+               not in (None, "", "0"))
+    assert "mean Jaccard" in browser.find_element(By.ID, "study-agreement").text
+    browser.find_elements(By.CSS_SELECTOR, "#study-least .thumbnail-item")[0].click()
+    wait.until(lambda d: d.find_element(By.ID, "results").is_displayed()
+               and d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item"))
+    wait.until(lambda d: "query photo" in (d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute(
+        "data-query") or ""))
+    dominoes = browser.find_element(By.ID, "study-dominoes").get_attribute("textContent")  # its tab is hidden now
+    name = dominoes.split(":", 1)[0].strip()
+    assert name and "neighbours in common" in dominoes
+    first = _first_result_path(browser, wait)
+    assert first.rsplit("/", 1)[-1] == name  # the photo clicked is the query, and first at distance 0
+    assert "**0.0000**" in browser.find_element(By.ID, "detail-text").get_attribute("textContent") or \
+        "0.0000" in browser.find_element(By.ID, "detail-text").text

@@ -102,7 +102,8 @@ def test_explain_unknown_path_is_a_clear_error(client, tmp_path):  # noqa: F811
 def test_mcp_server_lists_the_exploring_tools(server):  # noqa: F811
     with urllib.request.urlopen(server + "gradio_api/mcp/schema") as r:
         tools = {t["name"]: t for t in json.loads(r.read())}
-    assert {"search", "search_json", "similar_to", "explain", "compare"} <= set(tools)
+    assert {"search", "search_json", "similar_to", "explain", "compare", "study"} <= set(tools)
+    assert "Jaccard" in tools["study"]["description"] and not tools["study"]["inputSchema"].get("properties")
     assert "p_same" in tools["search_json"]["description"]
     assert set(tools["similar_to"]["inputSchema"]["properties"]) == {"encoder", "path", "top_k"}
 

@@ -7,8 +7,9 @@ EXPLAIN = "explain"
 COMPARE = "compare"
 MY_GALLERY = "my_gallery"
 SEARCH_MINE = "search_mine"
+STUDY = "study"
 
-LANDMARK_GALLERY = (SEARCH, SEARCH_JSON, SIMILAR_TO, EXPLAIN, COMPARE)  # over the landmark gallery
+LANDMARK_GALLERY = (SEARCH, SEARCH_JSON, SIMILAR_TO, EXPLAIN, COMPARE, STUDY)  # over the landmark gallery
 YOUR_PHOTOS = (MY_GALLERY, SEARCH_MINE)  # over the caller's own private gallery
 
 UI_ONLY = {"api_visibility": "private"}  # keyword arguments of an event that is the UI's alone (not in API or MCP)

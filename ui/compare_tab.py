@@ -25,11 +25,12 @@ SMALL_MAP = dict(height=340, showlegend=False)
 
 def small_map(view: GalleryView, name: str, state: dict | None = None, highlight: str | None = None) -> dict:
     """One column's map: the encoder's gallery layer with the compared query and, when brushed, one photo."""
+    title = f"{name} map" + view.faithfulness(name, short=True)
     if state is None:
-        return map_value(view.layer_urls.get(name), **SMALL_MAP, title_text=f"{name} map")
+        return map_value(view.layer_urls.get(name), **SMALL_MAP, title_text=title)
     traces = view.maps[name].query_traces(state["hits"][name], query_row=view.row_of(name, state["query_path"]),
                                           highlight_row=view.row_of(name, highlight))
-    return map_value(view.layer_urls[name], traces, **SMALL_MAP, title_text=f"{name} map")
+    return map_value(view.layer_urls[name], traces, **SMALL_MAP, title_text=title)
 
 
 def _compare(view: GalleryView, vectors: dict, k: int, known_class: str | None, query_path: str = "",

@@ -11,11 +11,11 @@ from search import config
 from search.demo import list_examples
 from search.encoders import REGISTRY
 from search.engine import SearchEngine
-from ui import api, compare_tab, how_tab, mine_tab, search_tab, text
+from ui import api, compare_tab, how_tab, mine_tab, search_tab, study_tab, text
 from ui.site import LANDMARKS, MINE, Site
 from ui.tab import Shared, Tab
 
-TABS = (search_tab, compare_tab, mine_tab, how_tab)  # in page order; each module's build(shared) -> Tab
+TABS = (search_tab, compare_tab, study_tab, mine_tab, how_tab)  # in page order; each module's build(shared) -> Tab
 
 
 def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
@@ -60,8 +60,11 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
     site = Site(engine, work_dir)
     with gr.Blocks(title="Landmark Lens", delete_cache=(3600, 3600)) as demo:
         shared = _header(site, engine, data_dir)
-        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab"):
-            tabs = [tab.build(shared) for tab in TABS]
+        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab") as shared.tabs:
+            tabs = []
+            for tab in TABS:
+                tabs.append(tab.build(shared))
+                shared.published[tabs[-1].name] = tabs[-1].components
         _wire_switch(shared, tabs)
         demo.unload(site.tab_closed)
     demo.site = site

@@ -255,4 +255,5 @@ def build(shared: Shared) -> Tab:
     _wire(ui, shared)
     return Tab(switch_inputs=[ui.image, ui.encoder, ui.top_k], switch_outputs=[ui.encoder, ui.info, *ui.outputs],
                on_switch=lambda v, values: on_switch(v, ui, values),
-               components={"image": ui.image, "encoder": ui.encoder, "top_k": ui.top_k, "outputs": ui.outputs})
+               name="search", components={"image": ui.image, "encoder": ui.encoder, "top_k": ui.top_k,
+                                          "query_path": ui.query_path, "outputs": ui.outputs})

@@ -23,6 +23,8 @@ class Shared:
     pick: gr.Radio  # the Gallery radio
     examples: list[Path]  # example photos of the landmark gallery's test split
     default: str  # the encoder shown first
+    tabs: gr.Tabs | None = None  # the page's tabs (an event may open another tab)
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)  # components earlier tabs offer, by tab name
 
     @property
     def states(self) -> list[gr.State]:
@@ -37,4 +39,5 @@ class Tab:
     switch_inputs: list[gr.components.Component] = field(default_factory=list)
     switch_outputs: list[gr.components.Component] = field(default_factory=list)
     on_switch: Callable[[GalleryView, dict[Any, Any]], dict[Any, Any]] | None = None  # (view, input values) -> updates
-    components: dict[str, gr.components.Component] = field(default_factory=dict)  # what other tabs may wire to
+    name: str = ""  # under which later tabs find its components in `Shared.published`
+    components: dict[str, Any] = field(default_factory=dict)  # what other tabs may wire to

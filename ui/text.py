@@ -22,6 +22,16 @@ MAP_HELP = "**Map** — hover a point to see its photo, click it to search from 
 COMPARE_INTRO = ("One photo, three encoders side by side: does each one match colour and mood, general content, or the "
                  "landmark itself? Click a photo in any column to find it on all three maps.")
 NO_PHOTO = "Drop a photo first (or click one of the examples)."
+STUDY_INTRO = ("### The three encoders over the whole gallery\nSearch and Compare show one photo at a time. Here every "
+               "gallery photo counts: whether the encoders give it the same nearest neighbours, which landmarks each "
+               "one retrieves well (on the held-out test photos), how faithful each t-SNE map is, and what the "
+               "numbers say about each encoder. Click a photo to see its neighbours and search from it.")
+NO_STUDY = ("No study yet: it compares at least two encoders' indexes of the same gallery, and is computed by "
+            "`python scripts/study.py` (prepare_demo.py and evaluate.py run it).")
+MAP_FAITH = ("t-SNE keeps neighbourhoods, not distances. *Trustworthiness* (scikit-learn, k = 10) is 1 when the map "
+             "puts no photo near ones that are not its neighbours in the embedding; *10-NN kept* is the share of each "
+             "photo's 10 embedding neighbours that are among its 10 neighbours on the map. Every map's title "
+             "shows both.")
 
 
 def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR) -> str:

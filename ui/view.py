@@ -6,16 +6,38 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
-from search import config
+from search import config, study_store
 from search.encoders import REGISTRY
 from search.engine import Hit, SearchEngine
+from search.errors import LandmarkError
 from search.images import placeholder
 from search.present import (GalleryMap, UNCALIBRATED_PRIVATE, broken_thumbnails_warning, calibration_figure,
                             gallery_items, metrics_row, metrics_summary, reliability_figure, unreliable_note, verdict)
 from search.storage import atomic_path
 from search.visitor import private_url
 from ui.mapview import file_url
+
+
+def load_study(engine: SearchEngine) -> dict | None:
+    """The study of the engine's indexes (saved, or computed now when missing or stale); None when it cannot be
+    had, which only hides the Study tab's figures."""
+    try:
+        return study_store.ensure(engine.index_root, {n: b.index for n, b in engine.backends.items()},
+                                  log=lambda s: print(s, flush=True))
+    except (LandmarkError, OSError, ValueError) as exc:
+        print(f"The study of {engine.index_root} is unavailable: {exc}", flush=True)
+        return None
+
+
+def agreement_of(study: dict, a: str, b: str, items: list[dict]) -> np.ndarray | None:
+    """Each of encoder a's rows' k-NN Jaccard with encoder b (NaN for a photo the other index lacks)."""
+    pair = study["agreement"].get(f"{a}|{b}") or study["agreement"].get(f"{b}|{a}")
+    if pair is None:
+        return None
+    by_path = dict(zip(study["photos"], pair["per_photo"]))
+    return np.array([by_path.get(it["path"], np.nan) for it in items], dtype=np.float64)
 
 
 class GalleryView:
@@ -31,14 +53,41 @@ class GalleryView:
         self.private = private
         self.base_url = base_url.rstrip("/")
         self.url_of = (lambda p: private_url(private_root, p)) if private else file_url
+        self.study = load_study(engine)
         title = "t-SNE of your photos under {n} ({c} photos)" if private else "t-SNE of the {n} gallery ({c} images)"
-        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)), self.url_of)
-                     for n, b in engine.backends.items()}
+        self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)) + self.faithfulness(n),
+                                   self.url_of) for n, b in engine.backends.items()}
+        self._agreement_layers: dict[tuple[str, str], str] = {}
         self.layer_urls = {n: self.url_of(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
         self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
         if not self.missing_thumb.exists():
             with atomic_path(self.missing_thumb) as tmp:
                 placeholder("thumbnail missing: rebuild the index").save(tmp, format="JPEG")
+
+    def faithfulness(self, encoder: str, short: bool = False) -> str:
+        """What a map's title adds: how much of what the map suggests is true (from the study)."""
+        m = ((self.study or {}).get("maps") or {}).get(encoder)
+        if not m:
+            return ""
+        if short:
+            return (f"<br><span style='font-size:11px'>trustworthiness {m['trustworthiness']:.2f} · "
+                    f"{m['knn_preserved']:.0%} 10-NN kept</span>")
+        return (f"<br><span style='font-size:11px'>map faithfulness: trustworthiness {m['trustworthiness']:.2f}, "
+                f"{m['knn_preserved']:.0%} of each photo's 10 nearest neighbours kept"
+                + ("" if m["trust_points"] == m["points"] else f" (trustworthiness on {m['trust_points']:,} photos)")
+                + "</span>")
+
+    def agreement_layer(self, a: str, b: str) -> str | None:
+        """The URL of encoder a's map coloured by each photo's k-NN agreement with encoder b (written once)."""
+        if (a, b) not in self._agreement_layers:
+            values = agreement_of(self.study, a, b, self.engine.backends[a].index.items) if self.study else None
+            if values is None:
+                return None
+            index = self.engine.backends[a].index
+            layer = GalleryMap(index, f"{a} map, coloured by agreement with {b}", self.url_of,
+                               colour_by=(f"J({a}, {b})", values))
+            self._agreement_layers[(a, b)] = self.url_of(layer.write(self.work_dir / "maps"))
+        return self._agreement_layers[(a, b)]
 
     def gallery(self, encoder: str, hits: list[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
         """Gallery items; a missing or corrupt thumbnail shows a placeholder and a warning naming the fix."""
