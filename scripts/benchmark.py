@@ -20,13 +20,13 @@ import torch  # noqa: E402
 from torchvision import models  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from benchmarks import app, build, encode, exact, memory, quality, scale, study  # noqa: E402
+from benchmarks import app, build, encode, exact, memory, quality, scale, study, train  # noqa: E402
 from benchmarks.report import ROWS, Context, header  # noqa: E402
 from search import config  # noqa: E402
 from search.cli import run  # noqa: E402
 from search.storage import write_json  # noqa: E402
 
-PARTS = {**encode.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
+PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
          **study.PARTS, **quality.PARTS}
 
 
@@ -42,6 +42,8 @@ def get_args() -> argparse.Namespace:
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR, help="trained encoders (gallery row)")
     p.add_argument("--gallery-dir", type=Path, default=None, help="photo folder of the gallery row (default: 192 "
                                                                       "generated photos)")
+    p.add_argument("--train-data", type=Path, default=None, help="dataset (train/ split) of the training rows "
+                                                                 "(default: generated photos)")
     p.add_argument("--only", nargs="+", choices=list(PARTS))
     return p.parse_args()
 

@@ -75,6 +75,17 @@ OPEN_SET = OpenSetConfig()
 
 
 @dataclass(frozen=True)
+class DecodeConfig:
+    """The decode-once cache of the training photos (search/decoded.py)."""
+
+    short_side: int = int(SCRATCH_IMAGE_SIZE * 1.14)  # the eval resize of the scratch CNN: its centre crop is exact
+    max_aspect: float = 2.0  # longer side kept up to 2x the shorter (RandomResizedCrop's widest crop is 4:3)
+
+
+DECODE = DecodeConfig()
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """The whole-gallery comparison of the encoders (the Study tab; README: "Study")."""
 
@@ -90,6 +101,8 @@ STUDY = StudyConfig()
 # Inference on CPU (measured by scripts/benchmark.py: channels_last is faster for both trunks and ranks
 # identically; torch.compile is opt-in because it costs ~20 s per trunk at start).
 CHANNELS_LAST = True
+TRAIN_CHANNELS_LAST = True   # training layout (measured: scripts/benchmark.py --only train)
+TRAIN_BF16_CPU = True        # bfloat16 autocast when training on a CPU that has it natively (measured: likewise)
 COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"
 
 # Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend (search/ann.py); the settings
@@ -135,9 +148,14 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
-    num_workers: int = 2
+    num_workers: int = 2        # DataLoader workers where photos are decoded (the decode cache's build, trunk features)
     seed: int = SEED
     label_smoothing: float = 0.1
+    decode_once: bool = True    # the scratch CNN trains from the decode cache (search/decoded.py)
+    loader_workers: int = 0     # workers that augment the cached tensors (measured: below)
+    eval_batch_size: int = 128
+    patience: int | None = 5    # stop after this many epochs without a better validation accuracy: on the development
+                                # photos the longest such stretch before the best epoch was 4 epochs (3 in a second run)
 
 
 @dataclass(frozen=True)

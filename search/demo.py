@@ -16,10 +16,11 @@ from . import config, study_store
 from .data import display_name, find_classes, list_items
 from .encoders import REGISTRY, Encoder, EncoderStore
 from .errors import LandmarkError
-from .evaluate import evaluate, save_evaluation
+from .feature_cache import feature_cache_for
+from .evaluate import evaluate_all, save_evaluation
 from .fetch import get_data
 from .images import open_image, thumbnail
-from .build import build_index, build_indexes
+from .build import build_indexes
 from .index import EVAL, GalleryIndex, index_path, is_current, load_index
 from .open_eval import evaluate_open_set, save_open_set
 from .storage import atomic_path
@@ -84,21 +85,6 @@ class StepLog:
     notes: list[str] = field(default_factory=list)
 
 
-def current_index(encoder: Encoder, data_dir: Path, split: str, index_root: Path, res: StepLog,
-                  log: Log) -> GalleryIndex:
-    """The encoder's index of `data_dir`: loaded when it is current, else built; noted in `res`."""
-    res.label = encoder.label
-    if is_current(index_root, encoder, data_dir, split):
-        index = load_index(index_path(index_root, encoder.name), encoder)
-        log(f"{encoder.name}: index is current")
-    else:
-        log(f"{encoder.name}: building index of {data_dir}")
-        index = build_index(encoder, data_dir, split, index_root)
-        res.notes.append("index built")
-    res.gallery = index.manifest["count"]
-    return index
-
-
 def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Path | None = None,
             from_dir: Path | None = None, weights: Path | None = None, trunk: str | None = None,
             epochs: dict[str, int] | None = None, train_cfg: config.TrainConfig = config.TrainConfig(),
@@ -124,38 +110,10 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
     except LandmarkError as exc:
         notes.append(f"trunk: {exc}")
         trunk = None
-    results, ready = [], {}
-    for name, spec in REGISTRY.items():
-        res, started = StepLog(name), time.time()
-        results.append(res)
-        try:
-            if spec.uses_trunk and trunk is None:
-                raise LandmarkError("no trunk available")
-            if spec.train is not None:
-                try:
-                    store.load(name, trunk=trunk)
-                except LandmarkError:
-                    log(f"{name}: training")
-                    kwargs = {"trunk": trunk} if spec.uses_trunk else {}
-                    fit = spec.train(data_dir, store.checkpoint_path(name), epochs.get(name, spec.epochs),
-                                     store, train_cfg, **kwargs)
-                    res.notes.append(f"trained, val acc {fit.val_acc:.3f}")
-            encoder = store.load(name, trunk=trunk)
-            index = current_index(encoder, data_dir, "train", index_root, res, log)
-            report = index.eval_report()
-            if report is None or index.calibration is None:
-                log(f"{name}: evaluating and calibrating match confidence")
-                result = evaluate(encoder, index, data_dir)
-                save_evaluation(result, index)
-                report = result.report
-            res.p1, res.map10 = report["precision@1"], report["mAP@10"]
-            ready[name] = (encoder, index)
-        except LandmarkError as exc:
-            res.notes.append(f"failed: {exc}")
-        except Exception as exc:  # one broken step must not stop the others
-            res.notes.append(f"failed: {type(exc).__name__}: {exc}")
-            log(traceback.format_exc())
-        res.seconds = round(time.time() - started, 1)
+    results = {name: StepLog(name) for name in REGISTRY}
+    encoders = train_missing(store, data_dir, trunk, epochs, train_cfg, results, log)
+    indexes = current_indexes(encoders, data_dir, index_root, results, notes, log, checkpoint_dir)
+    ready = evaluate_missing(encoders, indexes, data_dir, results, log)
     notes += open_set_step(ready, data_dir, store, trunk, log, train_cfg=train_cfg)
     notes += study_step(index_root, log)
     try:
@@ -163,7 +121,101 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
             write_examples(data_dir, index_root)
     except LandmarkError as exc:
         notes.append(f"examples: {exc}")
-    return results, notes
+    return list(results.values()), notes
+
+
+def _step(res: StepLog, log: Log, what: Callable[[], object]) -> object | None:
+    """Run one encoder's step, timed into `res`; a failure is noted there and stops only that encoder."""
+    started = time.time()
+    try:
+        return what()
+    except LandmarkError as exc:
+        res.notes.append(f"failed: {exc}")
+    except Exception as exc:  # one broken step must not stop the others
+        res.notes.append(f"failed: {type(exc).__name__}: {exc}")
+        log(traceback.format_exc())
+    finally:
+        res.seconds = round(res.seconds + time.time() - started, 1)
+    return None
+
+
+def train_missing(store: EncoderStore, data_dir: Path, trunk: str | None, epochs: dict[str, int],
+                  train_cfg: config.TrainConfig, results: dict[str, StepLog], log: Log) -> dict[str, Encoder]:
+    """Every encoder loaded, each trainable one trained first when it has no usable checkpoint."""
+    def load(name: str) -> Encoder:
+        spec = REGISTRY[name]
+        if spec.uses_trunk and trunk is None:
+            raise LandmarkError("no trunk available")
+        if spec.train is not None:
+            try:
+                store.load(name, trunk=trunk)
+            except LandmarkError:
+                log(f"{name}: training")
+                kwargs = {"trunk": trunk} if spec.uses_trunk else {}
+                fit = spec.train(data_dir, store.checkpoint_path(name), epochs.get(name, spec.epochs), store,
+                                 train_cfg, **kwargs)
+                stopped = f" (stopped early after {fit.epochs_run} of {fit.epochs} epochs)" \
+                    if fit.epochs_run < fit.epochs else ""
+                results[name].notes.append(f"trained, val acc {fit.val_acc:.3f}{stopped}")
+        encoder = store.load(name, trunk=trunk)
+        results[name].label = encoder.label
+        return encoder
+
+    loaded = {name: _step(results[name], log, lambda n=name: load(n)) for name in REGISTRY}
+    return {n: e for n, e in loaded.items() if e is not None}
+
+
+def current_indexes(encoders: dict[str, Encoder], data_dir: Path, index_root: Path, results: dict[str, StepLog],
+                    notes: list[str], log: Log, checkpoint_dir: Path = config.CHECKPOINT_DIR) -> dict[str, GalleryIndex]:
+    """Each encoder's index of the train split: loaded when current, the stale ones built together (each photo
+    read once per input, a trunk shared by pretrained and transfer run once)."""
+    indexes, stale = {}, []
+    for name, encoder in encoders.items():
+        if is_current(index_root, encoder, data_dir, "train"):
+            indexes[name] = _step(results[name], log, lambda e=encoder: load_index(index_path(index_root, e.name), e))
+            log(f"{name}: index is current")
+        else:
+            stale.append(encoder)
+    if stale:
+        for e in stale:
+            log(f"{e.name}: building index of {data_dir}" + (" (together with the others: one read per input)"
+                                                               if len(stale) > 1 else ""))
+        started = time.time()
+        try:
+            trunk = next((e.trunk for e in stale if e.trunk is not None), None)
+            kept = feature_cache_for(checkpoint_dir, trunk) if trunk is not None else None  # from the head's training
+            built = build_indexes(sorted(stale, key=lambda e: e.trunk is not None), data_dir, "train", index_root,
+                                  features=kept)
+        except LandmarkError as exc:
+            for e in stale:
+                results[e.name].notes.append(f"failed: {exc}")
+            built = {}
+        for name, index in built.items():
+            indexes[name] = index
+            results[name].notes.append("index built")
+        notes.append(f"indexes of {', '.join(e.name for e in stale)} built together: {time.time() - started:.0f} s")
+    for name, index in indexes.items():
+        if index is not None:
+            results[name].gallery = index.manifest["count"]
+    return {n: ix for n, ix in indexes.items() if ix is not None}
+
+
+def evaluate_missing(encoders: dict[str, Encoder], indexes: dict[str, GalleryIndex], data_dir: Path,
+                     results: dict[str, StepLog], log: Log) -> dict[str, tuple[Encoder, GalleryIndex]]:
+    """Every index evaluated and calibrated (the ones that are not yet, their test photos read together)."""
+    todo = {n: (encoders[n], ix) for n, ix in indexes.items() if ix.eval_report() is None or ix.calibration is None}
+    if todo:
+        log(f"{' + '.join(todo)}: evaluating and calibrating match confidence")
+        evaluations = _step(results[next(iter(todo))], log, lambda: evaluate_all(todo, data_dir)) or {}
+        for name, result in evaluations.items():
+            save_evaluation(result, indexes[name])
+    ready = {}
+    for name, index in indexes.items():
+        report = index.eval_report()
+        if report is not None:
+            results[name].p1, results[name].map10 = report["precision@1"], report["mAP@10"]
+            ready[name] = (encoders[name], index)
+    return ready
 
 
 def open_set_step(ready: dict[str, tuple[Encoder, GalleryIndex]], data_dir: Path, store: EncoderStore,

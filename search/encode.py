@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from . import config
 from .data import warn_bad
 from .encoders import Encoder, embed_shared
-from .reader import PhotoReader, make_loader
+from .feature_cache import FeatureCache
+from .reader import PhotoReader, make_loader, thumbnail_name
 from .writer import write_thumbnails
 
 
@@ -31,9 +32,13 @@ class Encoded:
 
 def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
                   batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None) -> dict[str, Encoded]:
+                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None,
+                  features: FeatureCache | None = None) -> dict[str, Encoded]:
     """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
     once per batch; DataLoader workers decode ahead of the forward pass; thumbnails are written as they come."""
+    known = _from_features(encoders, paths, thumbs, features)
+    if known is not None:
+        return known
     reader = PhotoReader([(p, 0) for p in paths], encoders[0].transform, thumbnails=thumbs is not None)
     stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
     vecs: list[list[np.ndarray]] = [[] for _ in encoders]
@@ -64,6 +69,24 @@ def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Pa
             names += batch["thumb_name"]
     return {e.name: Encoded(np.concatenate(v) if v else np.zeros((0, e.dim), np.float32), kept, names, dict(stages))
             for e, v in zip(encoders, vecs)}
+
+
+def _from_features(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None,
+                   features: FeatureCache | None) -> dict[str, Encoded] | None:
+    """The encoding of photos whose trunk features are kept and whose thumbnails exist: no photo is decoded and
+    the trunk does not run (None when any is missing: then everything is read as usual)."""
+    if features is None or encoders[0].trunk is None or not paths:
+        return None
+    started = time.perf_counter()
+    names = [thumbnail_name(Path(p).read_bytes()) for p in paths] if thumbs is not None else [None] * len(paths)
+    if thumbs is not None and not all((Path(thumbs) / n).is_file() for n in names):
+        return None
+    feats = features.get(paths)
+    if feats is None:
+        return None
+    stages = {"read": 0.0, "encode": time.perf_counter() - started, "thumbnails": 0.0, "from_kept_features": 1.0}
+    return {e.name: Encoded(e.embed_trunk_features(feats).numpy(), list(range(len(paths))), names, dict(stages))
+            for e in encoders}
 
 
 def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,

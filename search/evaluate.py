@@ -13,7 +13,8 @@ from .data import detect_layout, find_classes, list_items
 from .encoders import Encoder
 from .errors import IndexError_
 from .calibration import Calibration, fit_calibration, pair_distances
-from .encode import encode_local
+from .encode import Encoded, encode_local, encode_shared
+from .encoders import group_by_input
 from .index import EVAL, GalleryIndex, attach_calibration
 from .metrics import confusions, per_class, retrieval_report
 from .rank import top_k
@@ -29,9 +30,10 @@ class Evaluation:
 
 
 def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10,
-             workers: int | None = None) -> Evaluation:
+             workers: int | None = None, encoded: Encoded | None = None, encode_seconds: float = 0.0) -> Evaluation:
     """Precision@1/5/10 and mAP@10 of `encoder` on the test split against the index's train items, and
-    the distance -> P(same landmark) curve fitted on every (test photo, train photo) pair."""
+    the distance -> P(same landmark) curve fitted on every (test photo, train photo) pair. `encoded` are the test
+    photos already encoded by this encoder, in `encode_seconds` (see `evaluate_all`)."""
     folders = index.manifest["class_folders"]
     if detect_layout(data_root) != "splits":
         raise IndexError_(f"{data_root} has no train/ and test/ split, so there is nothing to measure: metrics need "
@@ -44,11 +46,12 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     if len(gallery_rows) == 0:
         raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train or all.")
     queries = list_items(data_root, ("test",), classes)
-    started = time.perf_counter()
-    # The queries' thumbnails join the shared folder, for the Study tab's example of each confusion.
-    encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, workers=workers, desc="encoding queries")
+    started = time.perf_counter() - encode_seconds
+    if encoded is None:  # the queries' thumbnails join the shared folder, for the Study tab's confusion examples
+        encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, workers=workers,
+                               desc="encoding queries")
     q_emb, kept = encoded.embeddings, encoded.kept
-    encode_s = time.perf_counter() - started
+    encode_s = time.perf_counter() - started if encode_seconds == 0.0 else encode_seconds
     q_labels = np.array([queries[i][1].class_id for i in kept])
     g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])
     idx, _ = top_k(q_emb, index.embeddings[gallery_rows], k)
@@ -69,6 +72,24 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
         report["calibration"] = {"pairs": calibration.pairs, "positives": calibration.positives,
                                  "p_same_at": {f"{d:.3f}": round(float(calibration(d)), 3) for d in probe}}
     return Evaluation(report, calibration)
+
+
+def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path,
+                 workers: int | None = None) -> dict[str, Evaluation]:
+    """`evaluate` for several encoders, the test photos read once per input and a shared trunk run once."""
+    classes = find_classes(data_root)
+    paths = [p for p, _ in list_items(data_root, ("test",), classes)] if detect_layout(data_root) == "splits" else []
+    out = {}
+    for group in group_by_input([e for e, _ in pairs.values()]):
+        thumbs = pairs[group[0].name][1].thumbs
+        started = time.perf_counter()
+        encoded = encode_shared(group, paths, thumbs, workers=workers,
+                                desc=f"encoding queries ({' + '.join(e.name for e in group)})") if paths else {}
+        shared_s = time.perf_counter() - started
+        for e in group:
+            out[e.name] = evaluate(e, pairs[e.name][1], data_root, workers=workers, encoded=encoded.get(e.name),
+                                   encode_seconds=shared_s)
+    return out
 
 
 def by_landmark(index: GalleryIndex, query_paths: list[Path], query_thumbs: list[str], data_root: Path,

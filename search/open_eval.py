@@ -38,6 +38,7 @@ from .openset import (BASE_FEATURES, TRUNK_FEATURE, Confidence, class_folds, fit
 from .rank import top_k
 from .reader import PhotoReader
 from .storage import write_json
+from .decoded import cache_dir_for
 from .training import fit_head, train_scratch, transfer_features, trunk_features
 from .trunks import Trunk
 
@@ -144,7 +145,7 @@ def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Pho
     if not out.is_file():
         log(f"scratch: training the fold model without {len(held_out)} landmarks ({cfg.scratch_epochs} epochs)")
         train_scratch(data_root, out, cfg.scratch_epochs, store, train_cfg, log=lambda s: None,
-                      only=[classes[i] for i in keep])
+                      only=[classes[i] for i in keep], cache_dir=cache_dir_for(store.checkpoint_dir))  # decoded once
     enc: Encoder = build_scratch(out, None)
     return (encode_local(enc, train.paths, None, desc="fold gallery").embeddings,
             encode_local(enc, test.paths, None, desc="fold queries").embeddings)
