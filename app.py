@@ -11,7 +11,9 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from search import config
+from search.assets import fetch as fetch_assets
 from search.engine import SearchEngine
+from search.errors import LandmarkError
 from search.index import thumbs_dir
 from search.visitor import PrivateFiles
 from ui.mapview import allowed_files
@@ -30,6 +32,8 @@ def get_args() -> argparse.Namespace:
     p.add_argument("--gallery", type=Path, default=None,
                    help="any folder of photos (flat, class sub-folders, or train/test): index it with every available "
                         "encoder (reusing indexes that are current) and serve it")
+    p.add_argument("--assets", default=os.environ.get(config.ASSETS_ENV) or None, metavar="OWNER/NAME[@REV]",
+                   help=f"fetch the prepared indexes and checkpoints from this Hub model repo (env {config.ASSETS_ENV})")
     p.add_argument("--share", action="store_true")
     return p.parse_args()
 
@@ -70,5 +74,10 @@ if __name__ == "__main__":
         except SystemExit as exc:
             if exc.code:
                 raise
+    if args.assets:
+        try:
+            args.index_dir, args.checkpoint_dir = fetch_assets(args.assets)
+        except LandmarkError as exc:  # one line, and the app starts with its banner saying what is missing
+            print(f"assets: {exc}", flush=True)
     launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share,
            args.data_dir)

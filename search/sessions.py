@@ -15,12 +15,21 @@ from . import config, study_store
 from .build import build_indexes
 from .encoders import Encoder
 from .engine import SearchEngine
+from .gpu import gpu_task
 from .errors import LandmarkError
 from .uploads import unpack
 from .visitor import inside_any, path_forms
 
 PHOTOS_DIRNAME = "your photos"  # a flat upload's one class is named after it (map legend, captions)
 Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening), as build_indexes reports it
+
+
+@gpu_task(duration=lambda *args, photos=0, limits=config.MY_GALLERY, **kwargs: limits.gpu_seconds(photos))
+def build_on_gpu(*, encoders: list[Encoder], photo_dir: Path, index_root: Path, progress: Callable, photos: int,
+                 limits: config.MyGalleryLimits = config.MY_GALLERY) -> None:
+    """A private gallery's indexes (every encoder, each photo read once per input), under `spaces.GPU` on ZeroGPU
+    for as long as a build of `photos` photos may take."""
+    build_indexes(encoders, photo_dir, "all", index_root, workers=0, progress=progress)
 
 
 @dataclass
@@ -94,8 +103,8 @@ class PrivateGalleries:
             encoders = self.encoders()
             if not encoders:
                 raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
-            build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index", workers=0,
-                          progress=report)
+            build_on_gpu(encoders=list(encoders.values()), photo_dir=unpacked.root, index_root=folder / "index",
+                         progress=report, photos=unpacked.photos, limits=self.limits)
             # The index needs only its thumbnails: the originals go now (less disk, less of the visitor's data kept).
             shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)

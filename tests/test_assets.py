@@ -1,0 +1,125 @@
+"""The prepared demo from the Hub: the app fetches a published asset repo through huggingface_hub's real client
+(against a local stand-in for the Hub), serves it, starts again offline from the cache, and says in one line
+what is wrong with a missing repo or revision."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from search.assets import PUBLISHED, fetch
+from search.bench import free_port
+from search.engine import SearchEngine
+from search.errors import LandmarkError
+from tests.conftest import ROOT, synthetic_image
+from tests.hub_server import FakeHub
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+REPO = "landmark-lens/demo-assets"
+
+
+def _asset_files(built, trained) -> dict[str, bytes]:
+    """The repo publish.py makes of a prepared demo: what PUBLISHED names, under indexes/ and checkpoints/."""
+    files = {}
+    for base, prefix in ((built, "indexes"), (trained, "checkpoints")):
+        for f in base.rglob("*"):
+            rel = f"{prefix}/{f.relative_to(base).as_posix()}"
+            if f.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in PUBLISHED):
+                files[rel] = f.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def hub(built, trained):
+    from search.study_store import ensure
+    from search.demo import loadable_indexes
+
+    ensure(built, loadable_indexes(built), log=lambda s: None)  # published demos carry their study
+    hub = FakeHub({REPO: {"main": _asset_files(built, trained)}})
+    yield hub
+    hub.close()
+
+
+def test_fetch_gets_the_published_demo_and_says_what_is_missing(hub, tmp_path):
+    index_dir, checkpoint_dir = fetch(REPO, endpoint=hub.url, cache_dir=tmp_path / "hub")
+    engine = SearchEngine(index_dir, checkpoint_dir)
+    assert set(engine.backends) == {"scratch", "pretrained", "transfer"}, engine.unavailable
+    assert not any(p.name.startswith("scratch-") for p in checkpoint_dir.rglob("*"))  # no fold models, no caches
+    hits = engine.search("transfer", synthetic_image(1, np.random.default_rng(3)), 3)
+    assert len(hits) == 3 and hits[0].thumbnail.is_file()
+    with pytest.raises(LandmarkError, match=r"No Hub model repo landmark-lens/nope"):
+        fetch("landmark-lens/nope", endpoint=hub.url, cache_dir=tmp_path / "hub")
+    with pytest.raises(LandmarkError, match=r"has no revision 'v9'"):
+        fetch(f"{REPO}@v9", endpoint=hub.url, cache_dir=tmp_path / "hub")
+    with pytest.raises(LandmarkError, match="not a Hub repo"):
+        fetch("just-a-name", endpoint=hub.url)
+
+
+def _start(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(open(log).read()[-3000:])
+
+
+def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_path):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"), LANDMARK_WORK_DIR=str(tmp_path / "w"))
+    photo = tmp_path / "q.jpg"
+    synthetic_image(2, np.random.default_rng(4)).save(photo)
+    for run, extra in (("online", {}), ("offline", {"HF_HUB_OFFLINE": "1"})):
+        before = len(hub.hits)
+        proc, url = _start(["--assets", REPO], {**env, **extra}, tmp_path / f"{run}.log")
+        try:
+            gallery, _, _ = Client(url, verbose=False, download_files=False).predict(
+                handle_file(str(photo)), "scratch", 4, api_name="/search")
+            assert len(gallery) == 4
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if run == "offline":
+            assert len(hub.hits) == before  # nothing asked of the Hub: the cache alone
+        else:
+            assert len(hub.hits) > before
+
+
+@pytest.mark.parametrize("spec,line", [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"),
+                                       (f"{REPO}@v9", "has no revision 'v9'")])
+def test_a_missing_repo_or_revision_is_one_line_and_the_app_still_starts(hub, tmp_path, spec, line):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"), LANDMARK_WORK_DIR=str(tmp_path / "w"),
+               LANDMARK_ASSETS=spec)
+    proc, url = _start(["--index-dir", str(tmp_path / "none")], env, tmp_path / "app.log")
+    try:
+        page = httpx.get(url + "config", timeout=10).text
+        assert "No gallery index yet" in page  # the banner
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    lines = [ln for ln in (tmp_path / "app.log").read_text().splitlines() if ln.startswith("assets: ")]
+    assert len(lines) == 1 and line in lines[0] and "Traceback" not in (tmp_path / "app.log").read_text()
+
+
+def test_publish_refuses_a_folder_without_a_prepared_demo(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/publish.py", "--repo", REPO, "--index-dir", str(tmp_path / "none"),
+                        "--endpoint", "http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "holds no index that loads: run scripts/prepare_demo.py" in r.stderr
+    assert "Traceback" not in r.stderr
