@@ -7,7 +7,6 @@ atomically (a killed build leaves no half-written entry)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from . import config
 from .data import warn_bad
 from .errors import BadImageError
 from .images import open_image
-from .storage import save_torch
+from .storage import photo_entry, save_torch, tensor_sha256
 
 DECODES = {"count": 0}  # photos decoded by this process (tests count them)
 
@@ -49,18 +48,6 @@ def small_photo(img, prep: Prep = Prep()) -> torch.Tensor:
     if max(w, h) > long_max:
         img = F.center_crop(img, [min(h, long_max), min(w, long_max)])
     return F.pil_to_tensor(img)
-
-
-def entry_name(path: Path, prep: Prep) -> str:
-    """The cache file of a photo under a preprocessing (changes with the file's size, mtime and the prep)."""
-    st = Path(path).stat()
-    body = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{prep.key()}"
-    digest = hashlib.sha256(body.encode()).hexdigest()
-    return f"{digest[:2]}/{digest[2:26]}.pt"
-
-
-def pixels_sha(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
 class _Decode(Dataset):
@@ -96,7 +83,7 @@ class DecodeCache:
             return None
         try:
             entry = torch.load(file, weights_only=True)
-            if entry["prep"] == self.prep.key() and pixels_sha(entry["image"]) == entry["sha256"]:
+            if entry["prep"] == self.prep.key() and tensor_sha256(entry["image"]) == entry["sha256"]:
                 return entry
         except Exception:  # unreadable: refused like a checksum mismatch
             pass
@@ -105,13 +92,13 @@ class DecodeCache:
 
     def _write(self, file: Path, image: torch.Tensor | None, error: str | None) -> None:
         pixels = image if image is not None else torch.empty(0, dtype=torch.uint8)
-        save_torch({"prep": self.prep.key(), "sha256": pixels_sha(pixels), "image": pixels, "error": error}, file)
+        save_torch({"prep": self.prep.key(), "sha256": tensor_sha256(pixels), "image": pixels, "error": error}, file)
 
     def load(self, paths: Sequence[Path], workers: int | None = None,
              desc: str = "decoding photos once") -> list[torch.Tensor | None]:
         """Every photo's cached pixels, decoding (and caching) the ones not there yet; None for an undecodable
         photo, which is warned about by name as any reader does."""
-        files = [self.folder / entry_name(p, self.prep) for p in paths]
+        files = [photo_entry(self.folder, p, self.prep.key()) for p in paths]
         found = [self._read(f) for f in files]
         warn_bad([e["error"] for e in found if e is not None and e.get("error")])
         out: list[torch.Tensor | None] = [e["image"] if e is not None and not e.get("error") else None for e in found]
@@ -153,7 +140,7 @@ class CachedPhotos(Dataset):
                 "thumb_jpeg": None, "error": None}
 
 
-def decoded_transform(prep: Prep = Prep()) -> v2.Compose:
+def decoded_transform(prep: Prep = Prep()) -> v2.Lambda:
     """What the cache does to a photo, as a transform on a decoded image (the uncached path to the same pixels)."""
     return v2.Lambda(lambda img: small_photo(img, prep))
 

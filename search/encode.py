@@ -84,7 +84,7 @@ def _from_features(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: P
     feats = features.get(paths)
     if feats is None:
         return None
-    stages = {"read": 0.0, "encode": time.perf_counter() - started, "thumbnails": 0.0, "from_kept_features": 1.0}
+    stages = {"read": 0.0, "encode": time.perf_counter() - started, "thumbnails": 0.0}
     return {e.name: Encoded(e.embed_trunk_features(feats).numpy(), list(range(len(paths))), names, dict(stages))
             for e in encoders}
 

@@ -6,13 +6,12 @@ features (the trunk's name and weights fingerprint), holds its own checksum and 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from .storage import save_torch
+from .storage import photo_entry, save_torch, tensor_sha256
 
 
 def feature_cache_for(checkpoint_dir: Path, trunk) -> "FeatureCache":
@@ -26,31 +25,23 @@ class FeatureCache:
     def __init__(self, folder: Path, trunk_name: str, trunk_fingerprint: str):
         self.folder, self.tag = Path(folder), f"{trunk_name}|{trunk_fingerprint}"
 
-    def _file(self, path: Path) -> Path:
-        st = Path(path).stat()
-        digest = hashlib.sha256(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.tag}".encode()).hexdigest()
-        return self.folder / digest[:2] / f"{digest[2:26]}.pt"
-
-    @staticmethod
-    def _sha(t: torch.Tensor) -> str:
-        return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
-
     def put(self, paths: Sequence[Path], features: torch.Tensor) -> None:
         """Keep each photo's features (rows of `features`, in `paths` order)."""
         for path, row in zip(paths, features):
             row = row.detach().float().cpu().clone()
-            save_torch({"tag": self.tag, "sha256": self._sha(row), "features": row}, self._file(Path(path)))
+            save_torch({"tag": self.tag, "sha256": tensor_sha256(row), "features": row},
+                       photo_entry(self.folder, Path(path), self.tag))
 
     def get(self, paths: Sequence[Path]) -> torch.Tensor | None:
         """The features of every photo, stacked in `paths` order; None unless all are there and intact."""
         rows = []
         for path in paths:
-            file = self._file(Path(path))
+            file = photo_entry(self.folder, Path(path), self.tag)
             try:
                 entry = torch.load(file, weights_only=True)
             except Exception:  # missing or unreadable
                 return None
-            if entry.get("tag") != self.tag or self._sha(entry["features"]) != entry.get("sha256"):
+            if entry.get("tag") != self.tag or tensor_sha256(entry["features"]) != entry.get("sha256"):
                 return None
             rows.append(entry["features"])
         return torch.stack(rows) if rows else None

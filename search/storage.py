@@ -40,6 +40,19 @@ def write_json(obj: Any, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of a CPU tensor's bytes (what a cache entry stores to refuse a corrupt one)."""
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+def photo_entry(folder: Path, photo: Path, tag: str) -> Path:
+    """A per-photo cache file under `folder`, named by the photo's absolute path, size and mtime and by `tag` (what
+    made the entry): it changes when the photo or the tag does, and finding it opens no photo."""
+    st = Path(photo).stat()
+    digest = hashlib.sha256(f"{Path(photo).resolve()}|{st.st_size}|{st.st_mtime_ns}|{tag}".encode()).hexdigest()
+    return Path(folder) / digest[:2] / f"{digest[2:26]}.pt"
+
+
 def sha256_file(path: Path) -> str:
     """Full sha256 hex digest of a file."""
     h = hashlib.sha256()

@@ -79,7 +79,8 @@ def cpu_has_bf16() -> bool:
 def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                optimizer: torch.optim.Optimizer | None, desc: str,
                scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
-    """One pass; trains when an optimizer is given (in mixed precision on CUDA). Returns (mean loss, accuracy)."""
+    """One pass; trains when an optimizer is given, in mixed precision where `autocast` turns it on. Returns (mean
+    loss, accuracy)."""
     model.train(optimizer is not None)
     dev = next(model.parameters()).device
     layout = torch.channels_last if config.TRAIN_CHANNELS_LAST else torch.contiguous_format

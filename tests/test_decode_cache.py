@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from search import decoded
 from search.decoded import DecodeCache, Prep, entries, small_photo
 from search.images import open_image
+from search.storage import tensor_sha256
 from search.training import fit, train_scratch
 from tests.conftest import FAST_TRAIN, ROOT, synthetic_image
 
@@ -131,7 +132,7 @@ def test_a_killed_cache_build_leaves_no_half_written_entry(tmp_path):
     assert 5 <= len(written) < len(paths)
     for f in written:  # every entry there is whole: it loads and its checksum holds
         entry = torch.load(f, weights_only=True)
-        assert decoded.pixels_sha(entry["image"]) == entry["sha256"] and entry["image"].numel() > 0
+        assert tensor_sha256(entry["image"]) == entry["sha256"] and entry["image"].numel() > 0
     before = decoded.DECODES["count"]
     DecodeCache(cache).load(paths, workers=0)
     assert decoded.DECODES["count"] - before == len(paths) - len(written)  # only the rest is decoded
