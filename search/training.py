@@ -9,11 +9,12 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from . import config
+from .augment import scratch_augment
 from .data import ClassFolder, find_classes, split_dir, stratified_split, warn_bad
 from .decoded import CachedPhotos, DecodeCache, Prep, cache_dir_for, decoded_transform
 from .networks import ScratchNet, TransferHead, arch_dict, scratch_transform
@@ -78,9 +79,10 @@ def cpu_has_bf16() -> bool:
 
 def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                optimizer: torch.optim.Optimizer | None, desc: str,
-               scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
-    """One pass; trains when an optimizer is given, in mixed precision where `autocast` turns it on. Returns (mean
-    loss, accuracy)."""
+               scaler: torch.amp.GradScaler | None = None,
+               batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+    """One pass; trains when an optimizer is given, in mixed precision where `autocast` turns it on, with
+    `batch_transform` applied to each batch on the model's device. Returns (mean loss, accuracy)."""
     model.train(optimizer is not None)
     dev = next(model.parameters()).device
     layout = torch.channels_last if config.TRAIN_CHANNELS_LAST else torch.contiguous_format
@@ -88,6 +90,8 @@ def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in tqdm(_batches(loader), total=len(loader), desc=desc, leave=False):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if batch_transform is not None:
+                x = batch_transform(x)
             if x.dim() == 4:
                 x = x.contiguous(memory_format=layout)
             with autocast(dev):
@@ -110,9 +114,11 @@ def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
 
 def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_loader: DataLoader,
         epochs: int, out: Path, checkpoint_extra: dict, encoder: str, cfg: config.TrainConfig,
-        fresh: bool = False, log: Log = tqdm.write) -> FitResult:
+        fresh: bool = False, log: Log = tqdm.write,
+        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
     """Seeded training loop with per-epoch validation, best-by-validation checkpoint and resume state; stops early
-    once validation accuracy has not improved for `cfg.patience` epochs."""
+    once validation accuracy has not improved for `cfg.patience` epochs. `batch_transform` augments each training
+    batch."""
     out = Path(out)
     state_path = out.with_name(out.name + ".state")
     model.to(config.device())
@@ -120,7 +126,7 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler("cuda") if config.device().type == "cuda" else None
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay, fused=config.TRAIN_FUSED_ADAMW)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     start, best_acc, best_epoch, history, stopped = 0, -1.0, 0, [], False
@@ -136,7 +142,7 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
     for epoch in range(start, epochs if not stopped else start):
         torch.manual_seed(cfg.seed + epoch)  # each epoch's shuffling, augmentation and dropout
         train_loss, train_acc = run_epoch(model, make_train_loader(epoch), loss_fn, optimizer,
-                                           f"{encoder} epoch {epoch + 1}/{epochs}", scaler)
+                                           f"{encoder} epoch {epoch + 1}/{epochs}", scaler, batch_transform)
         val_loss, val_acc = run_epoch(model, val_loader, loss_fn, None, "validate")
         scheduler.step()
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 4), "train_acc": round(train_acc, 4),
@@ -157,6 +163,19 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
                 f"(best {best_acc:.3f} at epoch {best_epoch})")
             break
     return FitResult(encoder, str(out), round(best_acc, 4), best_epoch, epochs, history, len(history))
+
+
+def prepared(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
+    """A loader over a deterministically transformed dataset's decodable images, transformed once and kept as
+    tensors: validation then runs on the same inputs every epoch without preparing them again (measured: 0.2 s of a
+    2.8 s epoch on the development photos)."""
+    xs, ys = [], []
+    for x, y in _batches(make_loader(dataset, batch_size, workers=workers)):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        return DataLoader(TensorDataset(torch.empty(0), torch.empty(0, dtype=torch.long)), batch_size=batch_size)
+    return DataLoader(TensorDataset(torch.cat(xs), torch.cat(ys)), batch_size=batch_size)
 
 
 def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf, only: Sequence[str] | None = None,
@@ -195,18 +214,19 @@ def train_scratch(data_dir: Path, out: Path, epochs: int, store: TrunkSource | N
     torch.manual_seed(cfg.seed)
     prep = Prep()
     cache = DecodeCache(cache_dir or cache_dir_for(Path(out).parent), prep) if cfg.decode_once else None
-    train_tf, eval_tf = scratch_transform(train=True), scratch_transform()
+    augment = scratch_augment()
+    train_tf, eval_tf = augment.photo, scratch_transform()
     if cache is None:  # the same pixels the cache would hold, decoded again every time
         train_tf, eval_tf = v2.Compose([decoded_transform(prep), train_tf]), v2.Compose([decoded_transform(prep), eval_tf])
     classes, train_set, val_set = _train_val_sets(Path(data_dir), cfg, train_tf, eval_tf, only, cache)
     arch = config.ScratchConfig()
     model = ScratchNet(len(classes), arch)
     workers = cfg.loader_workers if cache is not None else cfg.num_workers
-    val_loader = make_loader(val_set, cfg.eval_batch_size, workers=workers)
+    val_loader = prepared(val_set, cfg.eval_batch_size, workers)
     return fit(model, lambda epoch: make_loader(train_set, cfg.batch_size, shuffle=True,
                                                 workers=workers, seed=cfg.seed + epoch),
                val_loader, epochs, out, {"classes": classes, "arch": arch_dict(arch)}, "scratch", cfg,
-               fresh, log)
+               fresh, log, augment.batch)
 
 
 def trunk_features(trunk: Trunk, dataset, batch_size: int, workers: int, flip: bool = False,

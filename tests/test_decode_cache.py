@@ -150,6 +150,31 @@ def test_training_from_the_cache_equals_training_from_the_photos(dataset, tmp_pa
     assert [h["val_acc"] for h in cached.history] == [h["val_acc"] for h in direct.history]
 
 
+def test_validation_photos_are_transformed_once_not_in_every_epoch(dataset, tmp_path, monkeypatch):
+    from search import training
+
+    calls = []
+    real = training.scratch_transform
+
+    def counting():
+        transform = real()
+
+        def count(img):
+            calls.append(1)
+            return transform(img)
+        return count
+
+    monkeypatch.setattr(training, "scratch_transform", counting)
+    cfg = dataclasses.replace(FAST_TRAIN, patience=None)
+    per_run = []
+    for epochs in (1, 3):
+        calls.clear()
+        result = train_scratch(dataset, tmp_path / f"{epochs}" / "scratch.pt", epochs, None, cfg, log=lambda s: None)
+        assert result.epochs_run == epochs
+        per_run.append(len(calls))
+    assert per_run[0] > 0 and per_run[1] == per_run[0]  # once per validation photo, however many epochs
+
+
 def _plateau_fit(out, epochs: int, patience: int, log=lambda s: None, lr: float = 0.0):
     """A tiny classifier on fixed data; with lr 0 nothing is learned, so validation accuracy plateaus at once."""
     g = torch.Generator().manual_seed(0)

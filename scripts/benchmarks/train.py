@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import itertools
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from benchmarks.report import row
 from search import bench, config
+from search.augment import scratch_augment
 from search.data import ClassFolder, find_classes, split_dir
 from search.decoded import CachedPhotos, DecodeCache
-from search.networks import ScratchNet, scratch_transform
+from search.networks import IMAGENET_MEAN, IMAGENET_STD, ScratchNet
 from search.reader import PhotoReader, make_loader
 from search.training import cpu_has_bf16, run_epoch
 
@@ -31,24 +35,93 @@ def generated_dataset(root: Path, rng: np.random.Generator, classes: int = 8, pe
     return root
 
 
-def _epoch_rate(model: nn.Module, loader, channels_last: bool, bf16: bool) -> float:
-    """Training images per second of one epoch (forward, backward, optimizer step)."""
-    model.train()
-    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+def todays_augment() -> v2.Compose:
+    """The scratch CNN's augmentation as it ran before the decode cache: all of it per photo, on the photo."""
+    a = config.ScratchAugment()
+    return v2.Compose([v2.RandomResizedCrop(config.SCRATCH_IMAGE_SIZE, scale=a.crop_scale, antialias=True),
+                       v2.RandomHorizontalFlip(), v2.ColorJitter(a.brightness, a.contrast, a.saturation, a.hue),
+                       v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def conv_relu_pool(net: ScratchNet) -> ScratchNet:
+    """The same network with each block in its textbook order (ReLU before max-pool), as it was trained before."""
+    blocks = list(net.features)
+    for i in range(0, len(blocks) - 1, 4):
+        blocks[i + 2], blocks[i + 3] = blocks[i + 3], blocks[i + 2]
+    net.features = nn.Sequential(*blocks)
+    return net
+
+
+class Variant(NamedTuple):
+    """One way to run a training epoch."""
+
+    data: str  # "today": decoded and augmented per photo in workers; "cached": the decode cache and batch augment
+    workers: int
+    batch: int
+    channels_last: bool
+    bf16: bool
+    fused: bool
+    textbook: bool  # ReLU before max-pool, as today's network
+
+    def name(self) -> str:
+        flags = [f"{self.workers} workers", f"batch {self.batch}", "channels_last" * self.channels_last,
+                 "bf16" * self.bf16, "fused AdamW" * self.fused, "ReLU before max-pool" * self.textbook]
+        return ", ".join(f for f in flags if f)
+
+
+TODAY = Variant("today", 2, 32, False, False, False, True)
+
+
+@contextmanager
+def _loop_settings(channels_last: bool, bf16: bool):
+    """The training loop's layout and precision switches, set for one measurement."""
     before = config.TRAIN_CHANNELS_LAST, config.TRAIN_BF16_CPU
     config.TRAIN_CHANNELS_LAST, config.TRAIN_BF16_CPU = channels_last, bf16
     try:
-        t = time.perf_counter()
-        run_epoch(model, loader, nn.CrossEntropyLoss(), opt, "timing")
-        seconds = time.perf_counter() - t
+        yield
     finally:
         config.TRAIN_CHANNELS_LAST, config.TRAIN_BF16_CPU = before
-    return len(loader.dataset) / seconds
 
 
-def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, rounds: int = 2) -> None:
-    """Rows: today's epoch, each cached variant (workers x batch x layout), the cache build, the FLOP floor."""
+def _epoch_rate(v: Variant, classes: int, loader, batch_transform=None, warm_up=None) -> float:
+    """Training images per second of one pass over `loader` (forward, backward, optimizer step)."""
+    torch.manual_seed(0)
+    model = ScratchNet(classes)
+    if v.textbook:
+        model = conv_relu_pool(model)
+    model.train().to(memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=v.fused)
+    with _loop_settings(v.channels_last, v.bf16):
+        if warm_up is not None:
+            run_epoch(model, warm_up, nn.CrossEntropyLoss(), opt, "warm-up")
+        t = time.perf_counter()
+        run_epoch(model, loader, nn.CrossEntropyLoss(), opt, "timing", batch_transform=batch_transform)
+        seconds = time.perf_counter() - t
+    images = len(loader.dataset) if hasattr(loader, "dataset") else sum(len(y) for _, y in loader)
+    return images / seconds
+
+
+def _network_alone(v: Variant, classes: int, steps: int = 24) -> float:
+    """Training images per second of the network alone: one batch of random inputs again, no data to prepare."""
+    torch.manual_seed(0)
+    x = torch.randn(v.batch, 3, config.SCRATCH_IMAGE_SIZE, config.SCRATCH_IMAGE_SIZE)
+    y = torch.randint(0, classes, (v.batch,))
+    return _epoch_rate(v, classes, [(x, y)] * steps, warm_up=[(x, y)] * 3)
+
+
+def variants() -> list[Variant]:
+    """Today's epoch; the cached loop over workers x batch; one switch at a time undone from the default."""
+    bf16 = cpu_has_bf16()
+    ours = [Variant("cached", w, b, True, bf16, True, False) for w, b in itertools.product((0, 1), (16, 32, 64))]
+    default = Variant("cached", config.TrainConfig().loader_workers, config.TrainConfig().batch_size, True, bf16,
+                      True, False)
+    undone = [default._replace(channels_last=False, bf16=False), default._replace(channels_last=False),
+              default._replace(bf16=False), default._replace(fused=False), default._replace(textbook=True)]
+    return [TODAY, *dict.fromkeys(ours + [u for u in undone if u != default])]
+
+
+def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, rounds: int = 3) -> None:
+    """Rows: today's epoch, each cached variant, the network alone, the cache build, the FLOP floor."""
     data_dir = data_dir or generated_dataset(tmp / "train-photos", rng)
     classes = find_classes(data_dir)
     samples = ClassFolder(split_dir(data_dir, "train"), classes).samples
@@ -59,40 +132,35 @@ def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, r
     t = time.perf_counter()
     DecodeCache(tmp / "decoded").load([p for p, _ in samples])
     reload_s = time.perf_counter() - t
-    targets = [s[1] for s in samples]
-    today = PhotoReader(samples, scratch_transform(train=True))
-    cached = CachedPhotos(images, targets, scratch_transform(train=True))
-    variants = {("today", 2, 32, False, False): today}
-    bf16 = (False, True) if cpu_has_bf16() else (False,)
-    for workers, batch, cl, half in itertools.product((0, 1, 2), (32, 64), (False, True), bf16):
-        variants[("cached", workers, batch, cl, half)] = cached
-    best: dict[tuple, float] = {}
+    augment = scratch_augment()
+    data = {"today": PhotoReader(samples, todays_augment()),
+            "cached": CachedPhotos(images, [s[1] for s in samples], augment.photo)}
+    best: dict[Variant, float] = {}
+    alone = 0.0
     for _ in range(rounds):  # interleaved rounds, best of each: this machine's speed drifts between minutes
-        for key, dataset in tqdm(variants.items(), desc="training variants", leave=False):
-            torch.manual_seed(0)
-            model = ScratchNet(len(classes))
-            loader = make_loader(dataset, key[2], shuffle=True, workers=key[1])
-            best[key] = max(best.get(key, 0.0), _epoch_rate(model, loader, key[3], key[4]))
-    base = best[("today", 2, 32, False, False)]
-    row(f"scratch training, {len(samples)} photos: today's epoch (decode + PIL augment, 2 workers, batch 32)",
+        for v in tqdm(variants(), desc="training variants", leave=False):
+            loader = make_loader(data[v.data], v.batch, shuffle=True, workers=v.workers)
+            rate = _epoch_rate(v, len(classes), loader, None if v.data == "today" else augment.batch)
+            best[v] = max(best.get(v, 0.0), rate)
+        top = max((v for v in best if v.data == "cached"), key=best.get)
+        alone = max(alone, _network_alone(top, len(classes)))
+    base = best[TODAY]
+    row(f"scratch training, {len(samples)} photos: today's epoch (decode + PIL augment per photo, {TODAY.name()})",
         base, base, "img/s", "the baseline of the rows below", higher_is_better=True)
-    for key, rate in best.items():
-        if key[0] == "cached":
-            row(f"scratch training from the decode cache: {_name(key)}", rate, base, "img/s", "vs today's epoch",
-                higher_is_better=True)
-    top = max((k for k in best if k[0] == "cached"), key=best.get)
+    for v, rate in best.items():
+        if v != TODAY:
+            row(f"scratch training from the decode cache, batch augment: {v.name()}", rate, base, "img/s",
+                "vs today's epoch", higher_is_better=True)
+    row(f"scratch training, the network alone ({top.name()}; one batch of random inputs again and again)",
+        alone, base, "img/s", "no data to prepare: the ceiling of any data path", higher_is_better=True)
     x = torch.randn(1, 3, config.SCRATCH_IMAGE_SIZE, config.SCRATCH_IMAGE_SIZE)
     gflop = 3 * bench.model_gflops(ScratchNet(len(classes)).eval(), x)  # forward + backward ~ 3 forwards
     floor = bench.matmul_gflops() / gflop
     row("scratch training: fastest variant vs the CNN's FLOP floor", best[top], floor, "img/s",
-        f"{_name(top)}; floor = fp32 matmul GFLOP/s / "
-        f"{gflop:.2f} GFLOP per image (3 x forward)", higher_is_better=True)
+        f"{top.name()}; floor = fp32 matmul GFLOP/s / {gflop:.2f} GFLOP per image (3 x forward)",
+        higher_is_better=True)
     row("decode cache: first build (decode, resize, write)", build_rate, base, "img/s",
         f"once per photo; a later run reads it back in {reload_s:.1f} s", higher_is_better=True)
-
-
-def _name(key: tuple) -> str:
-    return f"{key[1]} workers, batch {key[2]}{', channels_last' if key[3] else ''}{', bf16' if key[4] else ''}"
 
 
 PARTS = {"train": lambda ctx: bench_training(ctx.tmp, ctx.rng, ctx.args.train_data)}
