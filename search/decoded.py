@@ -1,5 +1,6 @@
-"""Each training photo decoded once: EXIF-rotated, resized to a little above the training crop and kept as a uint8
-tensor in a cache that every epoch and every later run reuses (augmentation then runs on the small tensors).
+"""Each training photo decoded once: EXIF-rotated, resized so that no random crop of it needs upscaling to the
+training size (`config.DecodeConfig`) and kept as a uint8 tensor in a cache that every epoch and every later run
+reuses (augmentation then runs on the small tensors).
 
 An entry is keyed by the photo (its absolute path, size and modification time: a second run opens no photo) and
 the preprocessing, holds the sha256 of its pixels (a corrupt entry is refused and rebuilt) and is written

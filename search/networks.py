@@ -28,8 +28,8 @@ class ScratchNet(nn.Module):
     """4 conv blocks (conv, batch norm, ReLU, max-pool) and a 3-layer fully connected classifier.
 
     Each block max-pools before its ReLU: the two commute (both are monotone), so the function and its gradients are
-    those of conv, BN, ReLU, max-pool, with the ReLU on a quarter of the values (measured: about 10% faster training
-    on a CPU, `scripts/benchmark.py --only train`). The parameters sit at the same indexes either way."""
+    those of conv, BN, ReLU, max-pool, with the ReLU on a quarter of the values (measured: 5-11% faster training on
+    a CPU in two runs of `scripts/benchmark.py --only train`). The parameters sit at the same indexes either way."""
 
     def __init__(self, num_classes: int, cfg: config.ScratchConfig = config.ScratchConfig()):
         super().__init__()
