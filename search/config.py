@@ -108,6 +108,8 @@ CHANNELS_LAST = True
 TRAIN_CHANNELS_LAST = True   # training layout (measured: scripts/benchmark.py --only train)
 TRAIN_BF16_CPU = True        # bfloat16 autocast when training on a CPU that has it natively (measured: likewise)
 TRAIN_FUSED_ADAMW = True     # AdamW's fused kernel, one pass over all parameters (CPU and CUDA; measured: likewise)
+KEEP_FREED_MEMORY = True     # glibc keeps freed large blocks for reuse instead of returning them to the kernel
+                             # (search/malloc.py; measured: 3,318 page faults per scratch training step -> 416)
 COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"
 
 # Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend (search/ann.py); the settings

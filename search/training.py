@@ -20,6 +20,7 @@ from .decoded import CachedPhotos, DecodeCache, Prep, cache_dir_for, decoded_tra
 from .networks import ScratchNet, TransferHead, arch_dict, scratch_transform
 from .errors import LandmarkError
 from .feature_cache import FeatureCache, feature_cache_for
+from .malloc import keep_freed_memory
 from .reader import PhotoReader, make_loader
 from .storage import save_torch
 from .trunks import Trunk
@@ -83,6 +84,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
     """One pass; trains when an optimizer is given, in mixed precision where `autocast` turns it on, with
     `batch_transform` applied to each batch on the model's device. Returns (mean loss, accuracy)."""
+    keep_freed_memory()
     model.train(optimizer is not None)
     dev = next(model.parameters()).device
     layout = torch.channels_last if config.TRAIN_CHANNELS_LAST else torch.contiguous_format
