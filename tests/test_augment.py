@@ -45,14 +45,36 @@ def test_brightness_contrast_and_saturation_are_torchvisions_image_by_image():
     torch.manual_seed(1)
     batch = torch.stack([_photo(i) for i in range(4)])
     draw = draw_jitter(4)
-    draw = JitterDraw(draw.brightness, draw.contrast, draw.saturation, torch.zeros(4), (2, 0, 3, 1))
-    out = colour_jitter(batch.clone(), draw)
+    ones, F = torch.ones(4), v2.functional
+    alone = {0: (JitterDraw(draw.brightness, ones, ones, torch.zeros(4), (0,)), F.adjust_brightness, draw.brightness),
+             1: (JitterDraw(ones, draw.contrast, ones, torch.zeros(4), (1,)), F.adjust_contrast, draw.contrast),
+             2: (JitterDraw(ones, ones, draw.saturation, torch.zeros(4), (2,)), F.adjust_saturation, draw.saturation)}
+    for one, theirs, factors in alone.values():
+        out = colour_jitter(batch.clone(), one)
+        for i in range(4):
+            assert torch.allclose(out[i], theirs(batch[i], factors[i].item()), atol=1e-5)
+
+
+def test_the_four_steps_in_one_map_equal_them_one_after_another_in_the_drawn_order():
+    """Where no step pushes a colour out of [0, 1] (photos in mid-grey), the composed map is the four steps applied
+    one by one: torchvision's three blends and the hue rotation, in the draw's order (contrast blending towards the
+    mean grey the steps before it left)."""
     F = v2.functional
-    for i in range(4):
-        ref = F.adjust_saturation(batch[i], draw.saturation[i].item())
-        ref = F.adjust_brightness(ref, draw.brightness[i].item())
-        ref = F.adjust_contrast(ref, draw.contrast[i].item())
-        assert torch.allclose(out[i], ref, atol=1e-5)
+    batch = torch.stack([0.35 + 0.25 * _photo(i) for i in range(6)])
+    for seed in range(6):
+        torch.manual_seed(seed)
+        d = draw_jitter(6)
+        out = colour_jitter(batch.clone(), d)
+        for i in range(6):
+            ref = batch[i]
+            for step in d.order:
+                if step == 3:
+                    ref = (hue_matrices(d.hue[i:i + 1])[0] @ ref.flatten(1)).view_as(ref)
+                else:
+                    adjust = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)[step]
+                    ref = adjust(ref, (d.brightness, d.contrast, d.saturation)[step][i].item())
+                assert 0 < ref.min() and ref.max() < 1  # nothing clamped on the way
+            assert torch.allclose(out[i], ref, atol=1e-5), (seed, d.order)
 
 
 def test_the_hue_rotation_keeps_grey_and_brightness_and_turns_like_torchvisions_hue():
