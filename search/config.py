@@ -137,6 +137,8 @@ class ScratchConfig:
     pooled_side: int = 4
     hidden: tuple[int, int] = (512, 256)
     dropout: float = 0.3
+    pool_first: int = 1  # leading blocks that max-pool before their batch norm: it then runs on a quarter of the
+                         # values of the largest map (measured: training pass 414 -> 448 img/s; README)
 
 
 @dataclass(frozen=True)

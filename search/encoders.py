@@ -15,7 +15,8 @@ from torch import nn
 
 from . import config, training
 from .errors import WeightsUnavailableError
-from .networks import IMAGENET_MEAN, IMAGENET_STD, ScratchNet, TransferHead, arch_dict, scratch_transform  # noqa: F401
+from .networks import (IMAGENET_MEAN, IMAGENET_STD, ScratchNet, TransferHead, arch_dict, scratch_config,  # noqa: F401
+                       scratch_transform)
 from .trunks import TRUNKS, Trunk, file_fingerprint, load_trunk
 
 class Encoder:
@@ -134,7 +135,7 @@ def _load_checkpoint(path: Path, encoder: str) -> dict:
 def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
     """The scratch CNN from its checkpoint."""
     ckpt = _load_checkpoint(ckpt_path, "scratch")
-    net = ScratchNet(len(ckpt["classes"]), config.ScratchConfig(**_tuples(ckpt["arch"])))
+    net = ScratchNet(len(ckpt["classes"]), scratch_config(ckpt["arch"]))
     net.load_state_dict(ckpt["state_dict"])
     net.to(config.device()).eval()
     return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
@@ -161,10 +162,6 @@ def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
     return Encoder("transfer", f"transfer - {trunk.label} + landmark head", head.embed_dim,
                    combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
                    trunk=trunk, head=head.embed, classes=ckpt["classes"])
-
-
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 @dataclass(frozen=True)

@@ -110,11 +110,14 @@ def test_the_photo_part_crops_and_flips_to_uint8_at_the_training_size():
 
 
 def _textbook(net: ScratchNet) -> nn.Sequential:
-    """The same parameters in the order conv, batch norm, ReLU, max-pool."""
+    """The same parameters with each block's ReLU before its max-pool: conv, batch norm, ReLU, max-pool (and in the
+    first `pool_first` blocks, which normalise the pooled map, conv, max-pool, batch norm, ReLU)."""
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in net.features if isinstance(m, nn.BatchNorm2d)]
     blocks = []
-    for i in range(0, len(net.features) - 1, 4):
-        conv, bn = net.features[i], net.features[i + 1]
-        blocks += [conv, bn, nn.ReLU(), nn.MaxPool2d(2)]
+    for k, (conv, bn) in enumerate(zip(convs, norms)):
+        blocks += [conv, nn.MaxPool2d(2), bn, nn.ReLU()] if k < config.ScratchConfig().pool_first else \
+            [conv, bn, nn.ReLU(), nn.MaxPool2d(2)]
     return nn.Sequential(*blocks, net.features[-1], net.hidden, net.logits)
 
 

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from search.encoders import EncoderStore, ScratchNet
+from search import config
+from search.encoders import EncoderStore, ScratchNet, arch_dict, build_scratch, scratch_transform
 from search.errors import WeightsUnavailableError
 from search.trunks import OFFLINE_TRUNK, TrunkFallbackWarning
+from search.storage import save_torch
 from tests.conftest import CLASSES, synthetic_image
 
 
@@ -128,3 +130,25 @@ def test_scratch_architecture_is_four_conv_blocks_and_three_fc():
     x = torch.randn(2, 3, 128, 128)
     assert net(x).shape == (2, len(CLASSES))
     assert net.embed(x).shape == (2, net.embed_dim)
+
+
+def test_a_scratch_checkpoint_from_before_pool_first_loads_as_it_was_trained(tmp_path, images):
+    """A checkpoint written before the architecture had `pool_first` batch-normalised before every pool: it is
+    built that way, with its weights, and embeds as the network it was trained as."""
+    torch.manual_seed(0)
+    before = config.ScratchConfig(pool_first=0)
+    net = ScratchNet(len(CLASSES), before)
+    with torch.no_grad():  # running statistics that are not the identity, so the order of pool and norm shows
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(-1.5, 1.5)
+    net.eval()
+    arch = arch_dict(before)
+    del arch["pool_first"]  # as those checkpoints were written
+    save_torch({"encoder": "scratch", "state_dict": net.state_dict(), "classes": CLASSES, "arch": arch},
+               tmp_path / "scratch.pt")
+    enc = build_scratch(tmp_path / "scratch.pt", None)
+    x = torch.stack([scratch_transform()(im) for im in images])
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(net.embed(x), dim=1).numpy()
+    np.testing.assert_allclose(enc.encode(images), want, atol=1e-5)
