@@ -174,7 +174,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     decode_once: bool = True    # the scratch CNN trains from the decode cache (search/decoded.py)
     loader_workers: int = 0     # workers that augment the cached tensors (measured: below)
-    eval_batch_size: int = 128
+    eval_batch_size: int = 64   # validation (measured: 0.11-0.13 s an epoch against 0.14 s at 128, development photos)
     patience: int | None = 8    # stop after this many epochs without a better validation accuracy: on the development
                                 # photos the longest such stretch before a later best epoch was 7 (in 7 scratch runs
                                 # over 3 seeds; 2 to 4 in the others), and 5 cost seed 2 its best epoch (README)
