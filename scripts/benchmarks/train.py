@@ -4,6 +4,7 @@ against the decode-once cache and the loop settings, and the CNN's FLOP floor on
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,8 +44,9 @@ def todays_augment() -> v2.Compose:
                        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def conv_relu_pool(net: ScratchNet) -> ScratchNet:
-    """The same network with each block in its textbook order (ReLU before max-pool), as it was trained before."""
+def conv_relu_pool(classes: int) -> ScratchNet:
+    """Today's network: every block in its textbook order (conv, batch norm, ReLU, max-pool), as it was trained."""
+    net = ScratchNet(classes, config.ScratchConfig(pool_first=0))
     blocks = list(net.features)
     for i in range(0, len(blocks) - 1, 4):
         blocks[i + 2], blocks[i + 3] = blocks[i + 3], blocks[i + 2]
@@ -61,15 +63,20 @@ class Variant(NamedTuple):
     channels_last: bool
     bf16: bool
     fused: bool
-    textbook: bool  # ReLU before max-pool, as today's network
+    textbook: bool  # today's network: batch norm and ReLU before every max-pool
+    keep_memory: bool  # glibc keeps freed blocks for reuse (search/malloc.py)
+    pool_first: int = config.ScratchConfig().pool_first  # leading blocks that max-pool before their batch norm
 
     def name(self) -> str:
         flags = [f"{self.workers} workers", f"batch {self.batch}", "channels_last" * self.channels_last,
-                 "bf16" * self.bf16, "fused AdamW" * self.fused, "ReLU before max-pool" * self.textbook]
+                 "bf16" * self.bf16, "fused AdamW" * self.fused,
+                 "today's network (BN, ReLU, max-pool)" if self.textbook else
+                 f"max-pool before BN in {self.pool_first} block(s)" if self.pool_first else "BN before every max-pool",
+                 "freed memory kept" * self.keep_memory]
         return ", ".join(f for f in flags if f)
 
 
-TODAY = Variant("today", 2, 32, False, False, False, True)
+TODAY = Variant("today", 2, 32, False, False, False, True, False, 0)
 
 
 @contextmanager
@@ -86,9 +93,8 @@ def _loop_settings(channels_last: bool, bf16: bool):
 def _epoch_rate(v: Variant, classes: int, loader, batch_transform=None, warm_up=None) -> float:
     """Training images per second of one pass over `loader` (forward, backward, optimizer step)."""
     torch.manual_seed(0)
-    model = ScratchNet(classes)
-    if v.textbook:
-        model = conv_relu_pool(model)
+    arch = config.ScratchConfig(pool_first=v.pool_first)
+    model = conv_relu_pool(classes) if v.textbook else ScratchNet(classes, arch)
     model.train().to(memory_format=torch.channels_last if v.channels_last else torch.contiguous_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=v.fused)
     with _loop_settings(v.channels_last, v.bf16):
@@ -112,12 +118,49 @@ def _network_alone(v: Variant, classes: int, steps: int = 24) -> float:
 def variants() -> list[Variant]:
     """Today's epoch; the cached loop over workers x batch; one switch at a time undone from the default."""
     bf16 = cpu_has_bf16()
-    ours = [Variant("cached", w, b, True, bf16, True, False) for w, b in itertools.product((0, 1), (16, 32, 64))]
+    ours = [Variant("cached", w, b, True, bf16, True, False, True) for w, b in itertools.product((0, 1), (16, 32, 64))]
     default = Variant("cached", config.TrainConfig().loader_workers, config.TrainConfig().batch_size, True, bf16,
-                      True, False)
+                      True, False, True)
     undone = [default._replace(channels_last=False, bf16=False), default._replace(channels_last=False),
-              default._replace(bf16=False), default._replace(fused=False), default._replace(textbook=True)]
+              default._replace(bf16=False), default._replace(fused=False), default._replace(pool_first=0),
+              default._replace(textbook=True, pool_first=0), default._replace(keep_memory=False)]
     return [TODAY, *dict.fromkeys(ours + [u for u in undone if u != default])]
+
+
+def _variant_rate(v: Variant, classes: int, samples: list, cache_dir: Path) -> float:
+    """One variant's training images per second over the photos `samples` (decoded into `cache_dir` already)."""
+    if v.data == "today":
+        loader, batch_transform = make_loader(PhotoReader(samples, todays_augment()), v.batch, True, v.workers), None
+    else:
+        augment = scratch_augment()
+        images = DecodeCache(cache_dir).load([p for p, _ in samples])
+        photos = CachedPhotos(images, [s[1] for s in samples], augment.photo)
+        loader, batch_transform = make_loader(photos, v.batch, shuffle=True, workers=v.workers), augment.batch
+    return _epoch_rate(v, classes, loader, batch_transform)
+
+
+def _child(conn, keep_memory: bool, fn, args) -> None:
+    multiprocessing.set_start_method("fork", force=True)  # a spawned process would spawn its DataLoader workers too
+    config.KEEP_FREED_MEMORY = keep_memory
+    conn.send(fn(*args))
+    conn.close()
+
+
+def _in_fresh_process(fn, v: Variant, *args) -> float:
+    """fn(v, *args) in a new process: the allocator setting of one variant is process-wide and cannot be undone, so
+    no variant runs in a process another has run in."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(theirs, v.keep_memory, fn, (v, *args)))
+    proc.start()
+    theirs.close()
+    try:
+        return ours.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"the training variant {v.name()} failed in its process (exit code {proc.exitcode})")
+    finally:
+        proc.join()
 
 
 def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, rounds: int = 3) -> None:
@@ -127,23 +170,18 @@ def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, r
     samples = ClassFolder(split_dir(data_dir, "train"), classes).samples
     torch.manual_seed(0)
     t = time.perf_counter()
-    images = DecodeCache(tmp / "decoded").load([p for p, _ in samples], workers=config.TrainConfig().num_workers)
+    DecodeCache(tmp / "decoded").load([p for p, _ in samples], workers=config.TrainConfig().num_workers)
     build_rate = len(samples) / (time.perf_counter() - t)
     t = time.perf_counter()
     DecodeCache(tmp / "decoded").load([p for p, _ in samples])
     reload_s = time.perf_counter() - t
-    augment = scratch_augment()
-    data = {"today": PhotoReader(samples, todays_augment()),
-            "cached": CachedPhotos(images, [s[1] for s in samples], augment.photo)}
     best: dict[Variant, float] = {}
     alone = 0.0
     for _ in range(rounds):  # interleaved rounds, best of each: this machine's speed drifts between minutes
         for v in tqdm(variants(), desc="training variants", leave=False):
-            loader = make_loader(data[v.data], v.batch, shuffle=True, workers=v.workers)
-            rate = _epoch_rate(v, len(classes), loader, None if v.data == "today" else augment.batch)
-            best[v] = max(best.get(v, 0.0), rate)
+            best[v] = max(best.get(v, 0.0), _in_fresh_process(_variant_rate, v, len(classes), samples, tmp / "decoded"))
         top = max((v for v in best if v.data == "cached"), key=best.get)
-        alone = max(alone, _network_alone(top, len(classes)))
+        alone = max(alone, _in_fresh_process(_network_alone, top, len(classes)))
     base = best[TODAY]
     row(f"scratch training, {len(samples)} photos: today's epoch (decode + PIL augment per photo, {TODAY.name()})",
         base, base, "img/s", "the baseline of the rows below", higher_is_better=True)
