@@ -48,13 +48,14 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
                str((Path(work_dir) / "maps").resolve()), *allowed_files()]
     galleries = demo.site.galleries
     # Private galleries are neither static nor allowed for Gradio, and blocked outright (no route of Gradio's serves,
-    # copies or accepts their files); the app's own /private/ route serves them to their owner only.
+    # copies or accepts their files); the app's own private route serves them to their owner only. No static file
+    # workers (num_workers=0): behind the SSR proxy they would serve Gradio's file routes without this guard.
     blocked = sorted({os.path.abspath(galleries.root), os.path.realpath(galleries.root)})
     guard = Middleware(PrivateFiles, root=galleries.root, owner_of=galleries.owner_of)
     demo.launch(server_name=host, server_port=port, share=share,
                 max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
                 blocked_paths=blocked, show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]},
-                **kw)
+                num_workers=0, **kw)
     return demo
 
 

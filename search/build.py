@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from . import config
 from .data import display_name, fingerprint_files, gallery_items
-from .encode import Encoded, encode_shared
+from .encode import Embed, Encoded, embed_here, encode_shared
 from .feature_cache import FeatureCache
 from .encoders import Encoder, group_by_input
 from .errors import IndexError_
@@ -55,10 +55,12 @@ def _write(encoder: Encoder, enc: Encoded, classes: list[str], pairs: list, reco
 def build_indexes(encoders: Sequence[Encoder], data_root: Path, split: str, index_root: Path, float16: bool = False,
                   batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                   tsne_cfg: config.TsneConfig = config.TsneConfig(),
-                  progress: Progress | None = None, features: FeatureCache | None = None) -> dict[str, GalleryIndex]:
+                  progress: Progress | None = None, features: FeatureCache | None = None,
+                  embed: Embed = embed_here) -> dict[str, GalleryIndex]:
     """Several encoders' indexes of one photo folder on the local engine, each photo read once per trunk and each
     trunk run once (pretrained and transfer share one pass; none when `features` holds the trunk's features of
-    every photo); `progress(fraction, what)` follows every photo."""
+    every photo); `embed` runs a batch (in this process, or through the GPU calls); `progress(fraction, what)`
+    follows every photo."""
     data_root, index_root = Path(data_root), Path(index_root)
     classes, pairs, recorded_split, thumbs = _listing(data_root, split, index_root)
     paths = [p for p, _ in pairs]
@@ -71,7 +73,7 @@ def build_indexes(encoders: Sequence[Encoder], data_root: Path, split: str, inde
         started, label = time.time(), " + ".join(e.name for e in group)
         encoded = encode_shared(group, paths, thumbs, batch_size, workers, desc=f"indexing {label}",
                                 progress=lambda n, total, d=done: report((d + n) / units, f"{label}: {n}/{total} photos"),
-                                features=features)
+                                features=features, embed=embed)
         done += len(paths)
         for e in group:
             report(done / units, f"{e.name}: t-SNE map")

@@ -210,15 +210,6 @@ class MyGalleryLimits:
     max_galleries: int = 32                       # live at once in one app process
     max_per_visitor: int = 1                      # live per visitor cookie: a new build replaces the previous one
     build_concurrency: int = 2                    # builds that run at once; the rest wait in the queue
-    # On ZeroGPU a build holds the GPU for at most base + per_photo x photos seconds (the CPU builds 11 to 13
-    # photos/s, 0.09 s each, t-SNE included), capped at ZeroGPU's 120 s: 500 photos ask for 105 s.
-    gpu_seconds_base: int = 30
-    gpu_seconds_per_photo: float = 0.15
-    gpu_seconds_max: int = 120
-
-    def gpu_seconds(self, photos: int) -> int:
-        """How long a build of this many photos may hold a ZeroGPU GPU."""
-        return int(min(self.gpu_seconds_max, self.gpu_seconds_base + self.gpu_seconds_per_photo * photos))
 
 
 MY_GALLERY = MyGalleryLimits()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,6 +18,17 @@ from .encoders import Encoder, embed_shared
 from .feature_cache import FeatureCache
 from .reader import PhotoReader, make_loader, thumbnail_name
 from .writer import write_thumbnails
+
+if TYPE_CHECKING:
+    import torch
+
+
+Embed = Callable[[Sequence[Encoder], "torch.Tensor"], list[np.ndarray]]  # (encoders of one input, batch) -> vectors
+
+
+def embed_here(encoders: Sequence[Encoder], batch: "torch.Tensor") -> list[np.ndarray]:
+    """One batch under encoders of one input, in this process (the default of the encode stage)."""
+    return [v.numpy() for v in embed_shared(encoders, batch)]
 
 
 @dataclass
@@ -33,9 +44,10 @@ class Encoded:
 def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
                   batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
                   desc: str = "encoding", progress: Callable[[int, int], None] | None = None,
-                  features: FeatureCache | None = None) -> dict[str, Encoded]:
+                  features: FeatureCache | None = None, embed: Embed = embed_here) -> dict[str, Encoded]:
     """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
-    once per batch; DataLoader workers decode ahead of the forward pass; thumbnails are written as they come."""
+    once per batch (through `embed`); DataLoader workers decode ahead of the forward pass; thumbnails are written as
+    they come."""
     known = _from_features(encoders, paths, thumbs, features)
     if known is not None:
         return known
@@ -58,8 +70,8 @@ def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Pa
                 progress(bar.n, len(reader))
             if batch["image"] is None:
                 continue
-            for out, v in zip(vecs, embed_shared(encoders, batch["image"])):
-                out.append(v.numpy())
+            for out, v in zip(vecs, embed(encoders, batch["image"])):
+                out.append(v)
             t2 = time.perf_counter()
             if thumbs is not None:
                 write_thumbnails(batch["thumb_name"], batch["thumb_jpeg"], thumbs)

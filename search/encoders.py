@@ -35,6 +35,7 @@ class Encoder:
         self.fingerprint, self.transform = fingerprint, transform
         self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
         self.recipe: dict | None = None  # set by EncoderStore.load
+        self.device: torch.device | None = None  # where `to` last put it (None: where it was built)
         self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
         owner = getattr(head, "__self__", None)
         self.modules = [m for m in (net, trunk, owner) if isinstance(m, nn.Module)]
@@ -47,6 +48,7 @@ class Encoder:
         """Move the encoder's modules (a shared trunk moves once for all its encoders)."""
         for m in self.modules:
             m.to(device)
+        self.device = device
         return self
 
     def conv_maps(self, batch: torch.Tensor) -> torch.Tensor:

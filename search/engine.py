@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
-from . import config
-from .encoders import REGISTRY, Encoder, EncoderStore, embed_shared_with_trunk, group_by_input, spec
+from . import config, gpu_calls
+from .encoders import REGISTRY, Encoder, EncoderStore, spec
 from .errors import IndexError_, LandmarkError
-from .explain import Explanation, overlay, similarity_maps
-from .gpu import gpu_task
+from .explain import Explanation, overlay
 from .images import is_readable_jpeg, open_image
 from .index import GalleryIndex, index_path, load_index, read_manifest
 from .openset import hit_features
@@ -43,6 +41,10 @@ class Backend:
     encoder: Encoder
     index: GalleryIndex
     searcher: Searcher
+    model: str = ""  # the encoder's key for the GPU calls (gpu_calls.keep)
+
+    def __post_init__(self):
+        self.model = gpu_calls.keep(self.encoder)
 
 
 def open_backend(store: EncoderStore, index_root: Path, name: str, encoder: Encoder | None = None) -> Backend:
@@ -69,7 +71,6 @@ class SearchEngine:
         self.store = EncoderStore(checkpoint_dir, weights)
         self.backends: dict[str, Backend] = {}
         self.unavailable: dict[str, str] = {}
-        self._device = config.device()
         for name in names:
             try:
                 self.backends[name] = open_backend(self.store, self.index_root, name, (encoders or {}).get(name))
@@ -84,44 +85,21 @@ class SearchEngine:
             raise LandmarkError(f"The {name} encoder is unavailable: {self.unavailable[name]}")
         raise LandmarkError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
 
-    def on_device(self) -> torch.device:
-        """Move every loaded model to `config.device()` when that changed (on ZeroGPU: inside a GPU call)."""
-        device = config.device()
-        if device != self._device:
-            for b in self.backends.values():
-                b.encoder.to(device)
-            self._device = device
-        return device
-
-    @gpu_task
     def embed(self, name: str, image: Image.Image) -> np.ndarray:
         """One normalised RGB image -> its (D,) vector under encoder `name`."""
-        encoder = self.backend(name).encoder
-        self.on_device()
-        return encoder.encode([image])[0]
+        return self.embed_many([name], image)[name]
 
-    @gpu_task
     def embed_many(self, names: Sequence[str], image: Image.Image) -> dict[str, np.ndarray]:
         """One image under several encoders, running each shared trunk only once."""
-        return self._embed_with_trunk(names, image)[0]
+        return self.embed_with_trunk(names, image)[0]
 
-    def _embed_with_trunk(self, names: Sequence[str], image: Image.Image
-                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """One image under several encoders (each shared trunk run once), and, for the trunk-based ones, the unit
-        vector of the trunk's own features (the evidence an open-set confidence reads)."""
-        self.on_device()
-        out: dict[str, np.ndarray] = {}
-        trunk_out: dict[str, np.ndarray] = {}
-        for encs in group_by_input([self.backend(n).encoder for n in names]):
-            vectors, feats = embed_shared_with_trunk(encs, encs[0].transform(image)[None])
-            unit = None if feats is None else torch.nn.functional.normalize(feats.float(), dim=1)[0].cpu().numpy()
-            for enc, vec in zip(encs, vectors):
-                out[enc.name] = vec[0].numpy()
-                if unit is not None:
-                    trunk_out[enc.name] = unit
-        return {n: out[n] for n in names}, {n: trunk_out[n] for n in names if n in trunk_out}
-
-    embed_with_trunk = gpu_task(_embed_with_trunk)
+    def embed_with_trunk(self, names: Sequence[str], image: Image.Image
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One image under several encoders (each shared trunk run once, in one GPU call), and, for the trunk-based
+        ones, the unit vector of the trunk's own features (the evidence an open-set confidence reads)."""
+        keys = {n: self.backend(n).model for n in names}
+        vectors, trunks = gpu_calls.embed_image(list(dict.fromkeys(keys.values())), image)
+        return {n: vectors[k] for n, k in keys.items()}, {n: trunks[k] for n, k in keys.items() if k in trunks}
 
     def search_vector(self, name: str, vector: np.ndarray, k: int, trunk_vector: np.ndarray | None = None,
                       row: int | None = None) -> list[Hit]:
@@ -181,22 +159,18 @@ class SearchEngine:
         row = index.row_of(path)
         return {**index.items[row], "row": row, "thumbnail": index.thumbnail_path(row)}
 
-    @gpu_task
-    def _similarity_maps(self, enc: Encoder, query: Image.Image, hit: Image.Image) -> Explanation:
-        self.on_device()
-        return similarity_maps(enc, query, hit)
-
     def explain(self, name: str, query: Image.Image, path: str) -> tuple[Image.Image, Image.Image, Explanation]:
         """Heatmaps of what drives the similarity of `query` and the gallery photo at `path`, over both photos.
 
         The gallery side works from its thumbnail: a deployed app has the index, not the dataset.
         """
-        enc = self.backend(name).encoder
+        backend = self.backend(name)
         thumb = self.gallery_photo(name, path)["thumbnail"]
         try:
             hit = open_image(thumb)
         except (LandmarkError, OSError) as exc:
             raise IndexError_(f"The thumbnail of {path} is missing or corrupt ({exc}): rebuild the index with "
                               f"scripts/build_index.py --encoder {name}.") from exc
-        exp = self._similarity_maps(enc, query, hit)
-        return overlay(query, exp.query_map, enc.transform), overlay(hit, exp.hit_map, enc.transform), exp
+        exp = gpu_calls.similarity_maps(backend.model, query, hit)
+        transform = backend.encoder.transform
+        return overlay(query, exp.query_map, transform), overlay(hit, exp.hit_map, transform), exp

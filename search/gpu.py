@@ -1,11 +1,8 @@
 """Hugging Face ZeroGPU support: a GPU is attached only while a `spaces.GPU`-decorated call runs.
 
-`gpu_task` marks every call that runs a model: search and compare (`SearchEngine.embed_with_trunk`), the
-explanations' backward pass, and a private gallery's build (`sessions.build_on_gpu`, for a duration that grows with
-its photos). On a ZeroGPU Space (the `spaces` package present and `SPACES_ZERO_GPU` set) it wraps them in
-`spaces.GPU`; everywhere else it changes nothing, so the same code runs on CPU. Models are put on
-`config.device()` once, when they are loaded at start (CUDA on ZeroGPU, which emulates it outside a call, as its
-docs ask); `SearchEngine.on_device` moves them only if the device changes.
+`gpu_task` marks every call that runs a model (all of them in `search.gpu_calls`). On a ZeroGPU Space (the `spaces`
+package present and `SPACES_ZERO_GPU` set) it wraps them in `spaces.GPU`, which runs them in a forked worker and
+pickles their arguments and results; everywhere else it changes nothing, so the same code runs on CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 ZERO_GPU_ENV = "SPACES_ZERO_GPU"
-GPU_SECONDS = 60  # longest a decorated call may hold the GPU (an explanation of VGG16 takes well under 1 s)
+GPU_SECONDS = 60  # ZeroGPU's own default for a call that names no duration
 
 
 def on_zero_gpu() -> bool:
@@ -29,7 +26,8 @@ def on_zero_gpu() -> bool:
 def gpu_task(fn: F | None = None, *, duration: int | Callable[..., int] = GPU_SECONDS):
     """Run `fn` under `spaces.GPU` on ZeroGPU; a plain call elsewhere. Marks it with `runs_on_gpu`. `duration` is
     the seconds the call may hold the GPU, or a function of the call's own arguments that says it (ZeroGPU's
-    dynamic duration). Use as `@gpu_task` or `@gpu_task(duration=...)`."""
+    dynamic duration). Use as `@gpu_task` or `@gpu_task(duration=...)` on a module-level function whose arguments
+    and result pickle."""
     if fn is None:
         return lambda f: gpu_task(f, duration=duration)
     wrapped = fn

@@ -11,25 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import config, study_store
+from . import config, gpu_calls, study_store
 from .build import build_indexes
 from .encoders import Encoder
 from .engine import SearchEngine
-from .gpu import gpu_task
 from .errors import LandmarkError
 from .uploads import unpack
 from .visitor import inside_any, path_forms
 
 PHOTOS_DIRNAME = "your photos"  # a flat upload's one class is named after it (map legend, captions)
 Report = Callable[[float, str], None]  # (fraction done 0..1, what is happening), as build_indexes reports it
-
-
-@gpu_task(duration=lambda *args, photos=0, limits=config.MY_GALLERY, **kwargs: limits.gpu_seconds(photos))
-def build_on_gpu(*, encoders: list[Encoder], photo_dir: Path, index_root: Path, progress: Callable, photos: int,
-                 limits: config.MyGalleryLimits = config.MY_GALLERY) -> None:
-    """A private gallery's indexes (every encoder, each photo read once per input), under `spaces.GPU` on ZeroGPU
-    for as long as a build of `photos` photos may take."""
-    build_indexes(encoders, photo_dir, "all", index_root, workers=0, progress=progress)
 
 
 @dataclass
@@ -103,8 +94,10 @@ class PrivateGalleries:
             encoders = self.encoders()
             if not encoders:
                 raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
-            build_on_gpu(encoders=list(encoders.values()), photo_dir=unpacked.root, index_root=folder / "index",
-                         progress=report, photos=unpacked.photos, limits=self.limits)
+            # the models run through the GPU calls, a batch at a time: the progress moves between calls
+            build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index", workers=0,
+                          batch_size=gpu_calls.BUILD_BATCH, progress=report,
+                          embed=gpu_calls.batch_embedder(list(encoders.values())))
             # The index needs only its thumbnails: the originals go now (less disk, less of the visitor's data kept).
             shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)

@@ -2,8 +2,11 @@
 
 Private galleries are not a Gradio static or allowed path (and are on its blocked list), so Gradio serves none of
 their files. This ASGI middleware sits in front of the whole app:
-- `/private/<token>/<file>` is answered from that gallery's folder when, and only when, the request's visitor
-  cookie is the one that built it, and the file lies inside the folder both lexically and physically;
+- `/gradio_api/private/<token>/<file>` is answered from that gallery's folder when, and only when, the request's
+  visitor cookie is the one that built it, and the file lies inside the folder both lexically and physically. The
+  route lies under `/gradio_api/` because with server-side rendering (on by default on Spaces) Gradio's Node proxy
+  sends only that prefix and a few others to Python. gradio_client downloads every file output, a URL one too,
+  through Gradio's file route (`/gradio_api/file=<url>`): a URL of this route asked for that way is answered alike;
 - any other request that names a place inside the private galleries' folder, by any route and in any spelling
   (percent-encoded, `..` after a symlinked folder, doubled slashes, `./`, relative to the working directory), is
   answered 404 before the app sees it;
@@ -20,13 +23,14 @@ import secrets
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from starlette.responses import FileResponse, PlainTextResponse
 
 from . import config
 
-PRIVATE_ROUTE = "/private/"
+PRIVATE_ROUTE = "/gradio_api/private/"
+FILE_ROUTE = "/gradio_api/file="  # Gradio's own route for a file output, which gradio_client downloads through
 COOKIE_MAX_AGE = 30 * 24 * 3600
 
 
@@ -75,6 +79,18 @@ def _candidates(text: str) -> Iterator[str]:
         tail = text[m.start() + (m.group() == "="):]
         if tail:
             yield tail
+
+
+def private_route_of(path: str) -> str | None:
+    """The private route a request path asks for: itself, or the private URL it asks Gradio's file route for (as
+    gradio_client does); None for any other request."""
+    if path.startswith(PRIVATE_ROUTE):
+        return path
+    if path.startswith(FILE_ROUTE):
+        url = urlsplit(_decoded(path[len(FILE_ROUTE):]))
+        if url.scheme in ("http", "https") and PRIVATE_ROUTE in url.path:
+            return PRIVATE_ROUTE + url.path.split(PRIVATE_ROUTE, 1)[1]
+    return None
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -132,8 +148,9 @@ class PrivateFiles:
         query = scope.get("query_string", b"").decode("latin-1")
         raw = scope.get("raw_path", b"").decode("latin-1")
         response = None
-        if path.startswith(PRIVATE_ROUTE) and scope["type"] == "http":
-            target = self.private_file(path, visitor)
+        route = private_route_of(path)
+        if route is not None and scope["type"] == "http":
+            target = self.private_file(route, visitor)
             response = (FileResponse(target, headers={"Cache-Control": "private, max-age=3600", "Vary": "Cookie"})
                         if target is not None else None)
             if response is None:

@@ -18,6 +18,22 @@ webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
+@pytest.fixture(scope="module")
+def ssr_server(built, trained, tmp_path_factory):
+    """The app with server-side rendering, as Spaces run it: Gradio's Node proxy in front, sending only /gradio_api
+    and a few other prefixes to Python."""
+    import app
+    from search.bench import free_port
+    from search.engine import SearchEngine
+
+    port = free_port()
+    demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=tmp_path_factory.mktemp("ssr-work"),
+                      prevent_thread_lock=True, quiet=True, ssr_mode=True)
+    assert demo.ssr_mode and demo._node_is_proxy, "SSR needs Node.js (Debian's nodejs)"
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
 @pytest.fixture()
 def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
@@ -162,12 +178,15 @@ def test_click_result_search_with_it_then_click_the_map(server, browser, tmp_pat
     assert _first_result_path(browser, wait).endswith("/" + hovered.split(" · ")[1])
 
 
-def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browser, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("app_server", ["server", "ssr_server"])
+def test_your_photos_tab_builds_a_private_gallery_and_searches_it(app_server, request, browser, tmp_path):
     """Three generated photos dropped in the Your photos tab: the progress runs to a status line, the gallery radio
-    switches to them, and searching one of them returns it first, its map drawn from the private layer."""
+    switches to them, and searching one of them returns it first, its map drawn from the private layer; with and
+    without server-side rendering."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
+    server = request.getfixturevalue(app_server)
     rng = np.random.default_rng(21)
     photos = []
     for i, cid in enumerate((0, 1, 2)):
@@ -201,7 +220,7 @@ def test_your_photos_tab_builds_a_private_gallery_and_searches_it(server, browse
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detail-image img, #heat-query img, #heat-hit img")) == 3)
     shown = browser.find_elements(By.CSS_SELECTOR, "#detail-image img, #heat-query img, #heat-hit img")
     wait.until(lambda d: all(d.execute_script(loaded, img) for img in shown))
-    assert all("/private/" in img.get_attribute("src") for img in shown)
+    assert all("/gradio_api/private/" in img.get_attribute("src") for img in shown)
     # The visitor's files: served to this browser, to no one else, and gone once the tab is closed.
     thumb = browser.find_elements(By.CSS_SELECTOR, "#results img")[0].get_attribute("src")
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}

@@ -1,4 +1,4 @@
-"""ZeroGPU: the encode paths run under spaces.GPU on a ZeroGPU Space and unchanged on CPU elsewhere."""
+"""ZeroGPU: the model calls run under spaces.GPU on a ZeroGPU Space and unchanged on CPU elsewhere."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import types
 import numpy as np
 import torch
 
-from search import config
+from search import config, gpu_calls
 from search.engine import SearchEngine
 from tests.conftest import synthetic_image
 
 
 def test_encode_paths_are_gpu_tasks_and_plain_calls_on_cpu(built, trained):
-    for method in (SearchEngine.embed, SearchEngine.embed_many, SearchEngine._similarity_maps):
-        assert method.runs_on_gpu is True and method.zero_gpu is False  # no `spaces` here: a plain call
+    for call in (gpu_calls.embed_image, gpu_calls.embed_batch, gpu_calls.similarity_maps):
+        assert call.runs_on_gpu is True and call.zero_gpu is False  # no `spaces` here: a plain call
     engine = SearchEngine(built, trained)
     img = synthetic_image(0, np.random.default_rng(3))
     v = engine.embed("transfer", img)
-    assert v.shape == (256,) and engine.on_device() == torch.device("cpu")
+    assert v.shape == (256,) and engine.backend("transfer").encoder.device == torch.device("cpu")
     many = engine.embed_many(["pretrained", "transfer"], img)
     np.testing.assert_allclose(many["transfer"], v, atol=1e-5)
 
@@ -52,6 +52,6 @@ def test_on_zero_gpu_the_decorator_is_spaces_gpu(monkeypatch):
 def test_models_move_to_the_device_inside_the_call(built, trained, monkeypatch):
     engine = SearchEngine(built, trained)
     monkeypatch.setattr(config, "device", lambda: torch.device("meta"))  # stands in for the GPU ZeroGPU attaches
-    assert engine.on_device() == torch.device("meta")
     for b in engine.backends.values():
+        assert gpu_calls.model(b.model) is b.encoder
         assert all(p.device.type == "meta" for m in b.encoder.modules for p in m.parameters())

@@ -126,15 +126,24 @@ def test_no_route_and_no_spelling_serves_a_private_file_to_anyone_but_its_owner(
     rel = path.relative_to(galleries["sessions"]).as_posix()
     token, rest = rel.split("/", 1)
     b_token = galleries["b_token"]
-    attempts.update({  # B's own route, walked over into A's gallery
-        "private route .. into another gallery": f"/private/{b_token}/../{rel}",
-        "private route %2e%2e": f"/private/{b_token}/%2e%2e/{rel}",
-        "private route encoded slash": f"/private/{b_token}%2F..%2F{rel.replace('/', '%2F')}",
-        "private route doubled slash": f"/private//{rel}",
-        "private route dot": f"/private/{token}/./{rest}",
+    route, client_route = "/gradio_api/private", "/gradio_api/file=http://app.example/gradio_api/private"
+    attempts.update({  # B's own route, walked over into A's gallery, as the browser and as gradio_client ask for it
+        "private route .. into another gallery": f"{route}/{b_token}/../{rel}",
+        "private route %2e%2e": f"{route}/{b_token}/%2e%2e/{rel}",
+        "private route encoded slash": f"{route}/{b_token}%2F..%2F{rel.replace('/', '%2F')}",
+        "private route doubled slash": f"{route}//{rel}",
+        "private route dot": f"{route}/{token}/./{rest}",
+        "client's route .. into another gallery": f"{client_route}/{b_token}/../{rel}",
+        "client's route %2e%2e": f"{client_route}/{b_token}/%252e%252e/{rel}",
+        "client's route dot": f"{client_route}/{token}/./{rest}",
+        "the route before SSR": f"/private/{rel}",
     })
+    for spelling in (f"{client_route}/{rel}", f"/gradio_api/file={quote(f'https://x.hf.space{route}/{rel}', safe='')}"):
+        assert _raw_get(server, spelling, a) == (200, path.read_bytes())  # what gradio_client asks for the owner
+        for who in (b, None, "forged-" + secrets.token_hex(8)):
+            assert _raw_get(server, spelling, who)[0] == 404
     for name, spelling in attempts.items():
-        for who in (b, None, a):  # the owner too: Gradio's routes never serve private files, only /private/ does
+        for who in (b, None, a):  # the owner too: only the private route (and its URL on the file route) serves
             status, body = _raw_get(server, spelling, who)
             assert status in (400, 403, 404) and body != path.read_bytes(), (name, who, status)
     assert httpx.get(server).status_code == 200  # still up
@@ -237,7 +246,7 @@ def test_heatmaps_of_a_private_gallery_stay_in_it_and_out_of_gradios_cache(built
     view = site.view(MINE, gallery.token)
     q, h = explain(view, open_query(photos[1]), "pretrained", photos[0].name)
     for url in (q, h):
-        assert url.startswith(f"http://app.example/private/{gallery.token}/derived/")
+        assert url.startswith(f"http://app.example/gradio_api/private/{gallery.token}/derived/")
         assert (gallery.folder / url.split(f"/private/{gallery.token}/", 1)[1]).is_file()
     component = UrlImage()
     cache = Path(component.GRADIO_CACHE)

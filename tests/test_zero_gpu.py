@@ -1,9 +1,11 @@
-"""On ZeroGPU no GPU exists outside a `spaces.GPU` call: the app, run with a stand-in `spaces` package and a guard
-that fails any model layer running outside such a call, serves every endpoint that runs a model."""
+"""On ZeroGPU no GPU exists outside a `spaces.GPU` call, and each call's arguments and result cross a process
+boundary pickled: the app, run with a stand-in `spaces` package that pickles both as the real queue does and a guard
+that fails any model layer running outside a call, serves every endpoint that runs a model to the default client."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from search import gpu_calls
 from search.bench import free_port
 from tests.conftest import ROOT, synthetic_image
 
@@ -38,6 +41,15 @@ try:
     torch.nn.Linear(2, 2)(torch.zeros(1, 2))
 except RuntimeError:
     print("guard active", flush=True)
+
+
+class Logged(list):  # every GPU call in the log, with the seconds it asked for
+    def append(self, call):
+        print("gpu call", *call, flush=True)
+        super().append(call)
+
+
+spaces.calls = Logged()
 
 import app
 from search.engine import SearchEngine
@@ -81,9 +93,9 @@ def test_every_model_call_runs_inside_spaces_gpu(zero_gpu_server, tmp_path):
     for i in range(4):
         photos.append(tmp_path / f"p{i}.jpg")
         synthetic_image(i % 3, np.random.default_rng(80 + i)).save(photos[-1])
-    client = Client(url, verbose=False, download_files=False)
+    client = Client(url, verbose=False)  # the default client: it downloads every image it is given
     gallery, _, _ = client.predict(handle_file(str(photos[0])), "transfer", 3, api_name="/search")
-    assert len(gallery) == 3
+    assert len(gallery) == 3 and all(os.path.isfile(g["image"]) for g in gallery)
     out = client.predict(handle_file(str(photos[0])), 3, "", api_name="/compare")
     assert all(len(g) == 3 for g in out[:3])
     q, h = client.predict(handle_file(str(photos[0])), "scratch", "train/01.Blue_Circles/01_train_1.jpg",
@@ -92,13 +104,12 @@ def test_every_model_call_runs_inside_spaces_gpu(zero_gpu_server, tmp_path):
     status = client.predict([handle_file(str(p)) for p in photos], api_name="/my_gallery")
     assert "4 photos" in status
     gallery, _, _ = client.predict(handle_file(str(photos[2])), "pretrained", 4, api_name="/search_mine")
-    assert len(gallery) == 4
-    assert "outside a spaces.GPU call" not in log.read_text()
-
-
-def test_a_private_build_asks_for_a_duration_that_grows_with_its_photos():
-    from search import config
-
-    limits = config.MY_GALLERY
-    assert limits.gpu_seconds(10) < limits.gpu_seconds(300) <= limits.gpu_seconds_max
-    assert limits.gpu_seconds(limits.max_photos) <= limits.gpu_seconds_max  # the largest gallery fits in one call
+    assert len(gallery) == 4 and all(os.path.isfile(g["image"]) for g in gallery)  # the owner's files, downloaded
+    text = log.read_text()
+    assert "outside a spaces.GPU call" not in text and "ZeroGPU worker error" not in text
+    asked = re.findall(r"gpu call (\w+) (\d+)", text)
+    seconds = {name: int(s) for name, s in asked}
+    assert seconds == {"embed_image": gpu_calls.SEARCH_SECONDS, "similarity_maps": gpu_calls.EXPLAIN_SECONDS,
+                       "embed_batch": gpu_calls.BATCH_SECONDS}
+    # the build: one call per batch per input (the scratch CNN; the trunk shared by pretrained and transfer)
+    assert [name for name, _ in asked].count("embed_batch") == 2

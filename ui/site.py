@@ -42,6 +42,7 @@ class Site:
         self._encoders: dict[str, Encoder] | None = None
         self.unavailable: dict[str, str] = {}  # why an encoder cannot index private galleries
         self._views: dict[str, GalleryView] = {}
+        self.encoders()  # at start: ZeroGPU's worker only knows the models loaded before it forks
 
     def encoders(self) -> dict[str, Encoder]:
         """Every encoder this machine can load, shared with the landmark gallery (loaded once)."""
