@@ -1,11 +1,14 @@
 """Publish the prepared demo (indexes/ and checkpoints/, as prepare_demo.py writes them) to a Hugging Face Hub model
-repo, for a Space to fetch at start (LANDMARK_ASSETS=OWNER/NAME, or app.py --assets)."""
+repo, for a Space to fetch at start (LANDMARK_ASSETS=OWNER/NAME, or app.py --assets); with --space, also create a
+ZeroGPU Space (if missing) that fetches exactly that commit, and upload this repository's code to it."""
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from search import config  # noqa: E402
 from search.assets import CHECKPOINTS, INDEXES, PUBLISHED, AssetRepo  # noqa: E402
@@ -21,6 +24,9 @@ def main() -> int:
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR)
     p.add_argument("--private", action="store_true", help="create the repo private (the Space then needs HF_TOKEN)")
     p.add_argument("--endpoint", default=None, help="the Hub's URL (default: huggingface.co, or HF_ENDPOINT)")
+    p.add_argument("--space", default=None, metavar="OWNER/NAME",
+                   help="also create this Space on ZeroGPU (if missing), point it at the published commit and upload "
+                        "the code (the files git tracks)")
     a = p.parse_args()
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -41,8 +47,33 @@ def main() -> int:
         raise LandmarkError(f"Publishing to {repo.repo_id} failed: {exc} (log in with `hf auth login`, or set "
                             "HF_TOKEN).") from exc
     print(f"published {a.index_dir} and {a.checkpoint_dir} to {repo.repo_id} at commit {commits[-1]}")
-    print(f"set the Space variable {config.ASSETS_ENV}={repo.repo_id}@{commits[-1]} (or {repo.repo_id} for main)")
+    assets = f"{repo.repo_id}@{commits[-1]}"
+    if a.space is None:
+        print(f"set the Space variable {config.ASSETS_ENV}={assets} (or {repo.repo_id} for main)")
+        return 0
+    space = AssetRepo.parse(a.space).repo_id
+    try:
+        api.create_repo(space, repo_type="space", space_sdk="gradio", space_hardware="zero-a10g", exist_ok=True)
+        api.add_space_variable(space, config.ASSETS_ENV, assets)
+        info = api.upload_folder(repo_id=space, repo_type="space", folder_path=ROOT, allow_patterns=tracked_files(),
+                                 commit_message="Landmark Lens: the app's code")
+    except HfHubHTTPError as exc:
+        raise LandmarkError(f"Publishing the Space {space} failed: {exc} (check that your account or organisation may host "
+                            "ZeroGPU Spaces).") from exc
+    print(f"uploaded the code to the Space {space} at commit {info.oid}, on ZeroGPU, with {config.ASSETS_ENV}={assets}")
+    if a.private:
+        print(f"the assets repo is private: add your token as the Space secret HF_TOKEN ({space} > Settings)")
     return 0
+
+
+def tracked_files() -> list[str]:
+    """The files of this repository's code, as git tracks them (no venv, data, indexes or checkpoints)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise LandmarkError(f"{ROOT} is not a git checkout, so which files are the code is unknown: clone the "
+                            "repository and publish from the clone.") from exc
+    return [f for f in out.decode().split("\0") if f]
 
 
 if __name__ == "__main__":

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -82,20 +86,33 @@ def _start(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
     raise AssertionError(open(log).read()[-3000:])
 
 
-def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_path):
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"), LANDMARK_WORK_DIR=str(tmp_path / "w"))
+@pytest.fixture()
+def home_dir():
+    """A folder outside the temp dir and the working directory, as a Space's Hub cache is (~/.cache/huggingface):
+    Gradio allows files under the temp dir anyway, so only a cache elsewhere shows what it refuses."""
+    folder = Path.home() / ".cache" / f"landmark-lens-test-{secrets.token_hex(4)}"
+    assert not folder.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    assert not folder.resolve().is_relative_to(Path.cwd().resolve())
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_path, home_dir):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(home_dir / "hub"),
+               LANDMARK_WORK_DIR=str(home_dir / "work"))
     photo = tmp_path / "q.jpg"
     synthetic_image(2, np.random.default_rng(4)).save(photo)
     for run, extra in (("online", {}), ("offline", {"HF_HUB_OFFLINE": "1"})):
         before = len(hub.hits)
         proc, url = _start(["--assets", REPO], {**env, **extra}, tmp_path / f"{run}.log")
-        try:
-            gallery, _, _ = Client(url, verbose=False, download_files=False).predict(
-                handle_file(str(photo)), "scratch", 4, api_name="/search")
-            assert len(gallery) == 4
+        try:  # the default client downloads each thumbnail, as a browser shows it
+            gallery, _, _ = Client(url, verbose=False).predict(handle_file(str(photo)), "scratch", 4, api_name="/search")
+            assert len(gallery) == 4 and all(Path(g["image"]).is_file() for g in gallery)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        blobs = list((home_dir / "hub").glob("models--*/blobs/*"))
+        assert blobs and any(p.is_symlink() for p in (home_dir / "hub").rglob("*.jpg"))  # the Hub client's layout
         if run == "offline":
             assert len(hub.hits) == before  # nothing asked of the Hub: the cache alone
         else:
@@ -103,7 +120,9 @@ def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_p
 
 
 @pytest.mark.parametrize("spec,line", [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"),
-                                       (f"{REPO}@v9", "has no revision 'v9'")])
+                                       (f"{REPO}@v9", "has no revision 'v9'"),
+                                       ("bad name/x", "is not a Hub repo"), ("a/b/c", "is not a Hub repo"),
+                                       ("owner/-name", "is not a Hub repo"), (f"{REPO}@", "is not a Hub repo")])
 def test_a_missing_repo_or_revision_is_one_line_and_the_app_still_starts(hub, tmp_path, spec, line):
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"), LANDMARK_WORK_DIR=str(tmp_path / "w"),
                LANDMARK_ASSETS=spec)
@@ -123,3 +142,45 @@ def test_publish_refuses_a_folder_without_a_prepared_demo(tmp_path):
                         "--endpoint", "http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "holds no index that loads: run scripts/prepare_demo.py" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_publish_with_a_space_makes_a_zero_gpu_space_on_the_published_commit_and_uploads_the_code(
+        built, trained, monkeypatch, capsys):
+    """The Hub's write API as huggingface_hub's HfApi is called (a stand-in that records each call): a Space created
+    on ZeroGPU hardware with the Gradio SDK, its assets variable pinned to the commit just published, and the code
+    uploaded through the API (a new Space repo has a first commit, so a plain git push is refused)."""
+    import importlib.util
+
+    import huggingface_hub
+
+    calls = []
+
+    class RecordingApi:
+        def __init__(self, endpoint=None):
+            pass
+
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                calls.append((name, args, kwargs))
+                return type("CommitInfo", (), {"oid": f"{len(calls):040x}"})()
+            return call
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    spec = importlib.util.spec_from_file_location("publish", ROOT / "scripts" / "publish.py")
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    monkeypatch.setattr(sys, "argv", ["publish.py", "--repo", REPO, "--index-dir", str(built), "--checkpoint-dir",
+                                      str(trained), "--space", "someone/landmark-lens"])
+    assert publish.main() == 0
+    by_name = {}
+    for name, args, kwargs in calls:
+        by_name.setdefault(name, []).append((args, kwargs))
+    space = [kw for _, kw in by_name["create_repo"] if kw.get("repo_type") == "space"]
+    assert space == [{"repo_type": "space", "space_sdk": "gradio", "space_hardware": "zero-a10g", "exist_ok": True}]
+    published = f"{3:040x}"  # calls: the assets repo created (1), indexes/ (2) and checkpoints/ (3) uploaded
+    assert by_name["add_space_variable"] == [(("someone/landmark-lens", "LANDMARK_ASSETS", f"{REPO}@{published}"), {})]
+    code = [kw for _, kw in by_name["upload_folder"] if kw["repo_type"] == "space"][0]
+    assert {"README.md", "app.py", "requirements.txt"} <= set(code["allow_patterns"])
+    assert not any(p.startswith(("indexes/", "checkpoints/", ".venv/")) and p != "indexes/README.md"
+                   for p in code["allow_patterns"])
+    assert "uploaded the code to the Space someone/landmark-lens" in capsys.readouterr().out
