@@ -11,11 +11,11 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from search import config
-from search.assets import fetch as fetch_assets
-from search.engine import SearchEngine
 from search.errors import LandmarkError
 from search.index import thumbs_dir
-from search.visitor import PrivateFiles
+from search.pipeline.assets import fetch as fetch_assets
+from search.private.visitor import PrivateFiles
+from search.serving.engine import SearchEngine
 from ui.mapview import allowed_files
 from ui.root import build_demo
 
@@ -33,7 +33,8 @@ def get_args() -> argparse.Namespace:
                    help="any folder of photos (flat, class sub-folders, or train/test): index it with every available "
                         "encoder (reusing indexes that are current) and serve it")
     p.add_argument("--assets", default=os.environ.get(config.ASSETS_ENV) or None, metavar="OWNER/NAME[@REV]",
-                   help=f"fetch the prepared indexes and checkpoints from this Hub model repo (env {config.ASSETS_ENV})")
+                   help="fetch the prepared indexes and checkpoints from this Hub model repo "
+                        f"(env {config.ASSETS_ENV})")
     p.add_argument("--share", action="store_true")
     return p.parse_args()
 
@@ -44,7 +45,8 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     """Build, queue and start the app (with its MCP server unless turned off); returns the running Blocks."""
     demo = build_demo(engine, data_dir, work_dir)
     demo.queue(default_concurrency_limit=2, max_size=64)
-    allowed = [str(thumbs_dir(engine.index_root).resolve()), str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
+    allowed = [str(thumbs_dir(engine.index_root).resolve()),
+               str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
                str((Path(work_dir) / "maps").resolve()), *allowed_files()]
     galleries = demo.site.galleries
     # Private galleries are neither static nor allowed for Gradio, and blocked outright (no route of Gradio's serves,
@@ -62,8 +64,8 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
 if __name__ == "__main__":
     args = get_args()
     if args.gallery is not None:
-        from search.cli import run
-        from search.demo import gallery_index_dir, prepare_gallery, summary_table
+        from search.pipeline.cli import run
+        from search.pipeline.prepare import gallery_index_dir, prepare_gallery, summary_table
 
         def index_gallery() -> None:
             if args.index_dir == config.INDEX_DIR:

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from torchvision import models
+from tqdm.auto import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchvision import models  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from benchmarks import app, build, encode, exact, memory, quality, scale, study, train  # noqa: E402
-from benchmarks.report import ROWS, Context, header  # noqa: E402
-from search import config  # noqa: E402
-from search.cli import run  # noqa: E402
-from search.storage import write_json  # noqa: E402
+from scripts.benchmarks import app, build, encode, exact, memory, quality, scale, study, train
+from scripts.benchmarks.report import ROWS, Context, header
+from search import config
+from search.pipeline.cli import run
+from search.storage import write_json
 
 PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
          **study.PARTS, **quality.PARTS}

@@ -2,18 +2,14 @@
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search import config  # noqa: E402
-from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
-from search.encoders import EncoderStore  # noqa: E402
-from search.build import ENGINES, build_index  # noqa: E402
+from search import config
+from search.indexing.runner import ENGINES, build_index
+from search.models.encoders import EncoderStore
+from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_encoder(p)
     add_data_dir(p)
@@ -28,7 +24,7 @@ def main() -> None:
     p.add_argument("--ray-address", default=None, help="a Ray cluster's address (default: start Ray locally)")
     p.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs per encoder actor (ray)")
     add_model_args(p)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     encoder = EncoderStore(a.checkpoint_dir, a.weights).load(a.encoder, trunk=a.trunk)
     index = build_index(encoder, a.data_dir, a.split, a.index_dir, a.float16, a.batch_size, a.workers,
                         engine=a.engine, ray_address=a.ray_address, num_gpus_per_worker=a.num_gpus_per_worker)

@@ -7,16 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run  # noqa: E402
-from search.encoders import EncoderStore  # noqa: E402
-from search.demo import study_step  # noqa: E402
-from search.engine import open_backend  # noqa: E402
-from search.evaluate import evaluate, save_evaluation  # noqa: E402
-from search.errors import LandmarkError  # noqa: E402
-from search.index import EVAL, read_manifest  # noqa: E402
-from search.open_eval import evaluate_open_set, save_open_set  # noqa: E402
+from search.errors import LandmarkError
+from search.evaluation.closed_set import evaluate, save_evaluation
+from search.evaluation.open_set import evaluate_open_set, save_open_set
+from search.index import EVAL, read_manifest
+from search.models.encoders import EncoderStore
+from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run
+from search.pipeline.prepare import study_step
+from search.serving.engine import open_backend
 
 
 def trunk_in_use(index_dir: Path) -> str | None:
@@ -29,7 +27,7 @@ def trunk_in_use(index_dir: Path) -> str | None:
     return None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_data_dir(p)
     add_index_dir(p)
@@ -38,7 +36,7 @@ def main() -> None:
     p.add_argument("--closed-set-only", action="store_true",
                    help="skip the open-set evaluation (folds of landmarks left out; trains a model per fold)")
     add_model_args(p, trunk=False)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     store = EncoderStore(a.checkpoint_dir, a.weights)
     backend = open_backend(store, a.index_dir, a.encoder)
     result = evaluate(backend.encoder, backend.index, a.data_dir, workers=a.workers)

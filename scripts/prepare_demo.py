@@ -1,18 +1,15 @@
 """One resumable command that prepares the demo: data, trained encoders, three indexes, examples, metrics."""
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search import config  # noqa: E402
-from search.cli import add_data_dir, add_index_dir, add_model_args, run  # noqa: E402
-from search.demo import prepare, summary_table  # noqa: E402
-from search.encoders import REGISTRY, TRAINABLE  # noqa: E402
+from search import config
+from search.models.encoders import REGISTRY, TRAINABLE
+from search.pipeline.cli import add_data_dir, add_index_dir, add_model_args, run
+from search.pipeline.prepare import prepare, summary_table
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     add_data_dir(p)
     src = p.add_mutually_exclusive_group()
@@ -23,7 +20,7 @@ def main() -> int:
     add_model_args(p)
     for name in TRAINABLE:  # --scratch-epochs, --transfer-epochs: defaults from each encoder's spec
         p.add_argument(f"--{name}-epochs", type=int, default=REGISTRY[name].epochs)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
                              a.trunk, {n: getattr(a, f"{n}_epochs") for n in TRAINABLE}, url=a.url)
     print()

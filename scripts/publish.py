@@ -4,20 +4,18 @@ ZeroGPU Space (if missing) that fetches exactly that commit, and upload this rep
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
+from search import config
+from search.errors import LandmarkError
+from search.pipeline.assets import CHECKPOINTS, INDEXES, PUBLISHED, AssetRepo
+from search.pipeline.cli import add_index_dir, run
+from search.pipeline.prepare import loadable_indexes
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from search import config  # noqa: E402
-from search.assets import CHECKPOINTS, INDEXES, PUBLISHED, AssetRepo  # noqa: E402
-from search.cli import add_index_dir, run  # noqa: E402
-from search.demo import loadable_indexes  # noqa: E402
-from search.errors import LandmarkError  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repo", required=True, help="OWNER/NAME of the Hub model repo (created if missing)")
     add_index_dir(p)
@@ -27,7 +25,7 @@ def main() -> int:
     p.add_argument("--space", default=None, metavar="OWNER/NAME",
                    help="also create this Space on ZeroGPU (if missing), point it at the published commit and upload "
                         "the code (the files git tracks)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -58,8 +56,8 @@ def main() -> int:
         info = api.upload_folder(repo_id=space, repo_type="space", folder_path=ROOT, allow_patterns=tracked_files(),
                                  commit_message="Landmark Lens: the app's code")
     except HfHubHTTPError as exc:
-        raise LandmarkError(f"Publishing the Space {space} failed: {exc} (check that your account or organisation may host "
-                            "ZeroGPU Spaces).") from exc
+        raise LandmarkError(f"Publishing the Space {space} failed: {exc} (check that your account or organisation "
+                            "may host ZeroGPU Spaces).") from exc
     print(f"uploaded the code to the Space {space} at commit {info.oid}, on ZeroGPU, with {config.ASSETS_ENV}={assets}")
     if a.private:
         print(f"the assets repo is private: add your token as the Space secret HF_TOKEN ({space} > Settings)")

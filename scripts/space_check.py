@@ -1,10 +1,10 @@
 """Run the app as a ZeroGPU Space runs it, and use it as a visitor does: say what fails before you publish.
 
 What a Space adds to a local run, reproduced here:
-- ZeroGPU's process boundary: a stand-in `spaces` package (tests/fake_spaces) that pickles every GPU call's
+- ZeroGPU's process boundary: a stand-in `spaces` package (scripts/stand_ins/zero_gpu) that pickles every GPU call's
   arguments and result as the real queue does, and a guard that fails any convolution or linear layer running
   outside a GPU call;
-- the prepared demo from the Hub cache: published to a local stand-in of the Hub (tests/hub_server.py), fetched by
+- the prepared demo from the Hub cache: published to a local stand-in of the Hub (scripts/stand_ins/hub.py), fetched by
   huggingface_hub's own client into a cache of blobs and symlinks under your home folder (a Space's cache is
   ~/.cache/huggingface, outside the temp dir and the app's folder), then served with HF_HUB_OFFLINE=1;
 - server-side rendering (GRADIO_SSR_MODE=true), where Gradio's Node proxy sends only /gradio_api and a few other
@@ -23,18 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from search import config
+from search.errors import LandmarkError
+from search.index import thumbs_dir
+from search.pipeline.assets import PUBLISHED, fetch
+from search.pipeline.cli import add_index_dir, run
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from search import config  # noqa: E402
-from search.assets import PUBLISHED, fetch  # noqa: E402
-from search.cli import add_index_dir, run  # noqa: E402
-from search.errors import LandmarkError  # noqa: E402
-from search.index import thumbs_dir  # noqa: E402
-
 REPO = "space-check/demo-assets"
 GUARDED_APP = r"""
 import runpy, sys
@@ -68,7 +66,7 @@ def published_files(index_dir: Path, checkpoint_dir: Path) -> dict[str, bytes]:
 
 def hub_cache(index_dir: Path, checkpoint_dir: Path, cache: Path) -> None:
     """The prepared demo in a Hub cache as huggingface_hub writes it (blobs, relative symlinks, refs)."""
-    from tests.hub_server import FakeHub
+    from scripts.stand_ins.hub import FakeHub
 
     hub = FakeHub({REPO: {"main": published_files(index_dir, checkpoint_dir)}})
     try:
@@ -145,15 +143,15 @@ def visitor_checks(url: str, photos: list[Path], gallery_photo: str) -> list[tup
             ("search_mine", search_mine), ("another visitor", others_refused)]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_index_dir(p)
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR)
     p.add_argument("--port", type=int, default=None, help="the app's port (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the Hub cache and the app's log (printed at the end)")
-    a = p.parse_args()
-    from search.bench import free_port
-    from search.demo import loadable_indexes
+    a = p.parse_args(argv)
+    from scripts.benchmarks.common import free_port
+    from search.pipeline.prepare import loadable_indexes
 
     indexes = loadable_indexes(a.index_dir)
     if not indexes:
@@ -171,7 +169,7 @@ def main() -> int:
         env = dict(os.environ, SPACES_ZERO_GPU="true", GRADIO_SSR_MODE="true", HF_HUB_OFFLINE="1",
                    HF_HUB_CACHE=str(home / "hub"), LANDMARK_WORK_DIR=str(home / "work"),
                    **{config.ASSETS_ENV: REPO},
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fake_spaces"), str(ROOT)]))
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "scripts" / "stand_ins" / "zero_gpu"), str(ROOT)]))
         port = a.port if a.port else free_port()
         log = home / "app.log"
         proc = start(port, env, log)

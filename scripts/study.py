@@ -2,23 +2,19 @@
 separation, per-landmark figures and confusions from the evaluations; saved next to the indexes."""
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search import study_store  # noqa: E402
-from search.cli import add_index_dir, run  # noqa: E402
-from search.demo import loadable_indexes  # noqa: E402
-from search.errors import LandmarkError  # noqa: E402
+from search import study_store
+from search.errors import LandmarkError
+from search.pipeline.cli import add_index_dir, run
+from search.pipeline.prepare import loadable_indexes
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     add_index_dir(p)
     p.add_argument("--force", action="store_true", help="recompute even when the saved study is current")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     indexes = loadable_indexes(a.index_dir)
     if len(indexes) < 2:
         raise LandmarkError(f"{a.index_dir} holds {len(indexes)} loadable index(es); the study compares at least two: "

@@ -2,14 +2,12 @@
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from search import config  # noqa: E402
-from search.cli import add_data_dir, add_model_args, run  # noqa: E402
-from search.encoders import TRAINABLE, EncoderStore, spec  # noqa: E402
+from search import config
+from search.models.encoders import TRAINABLE, EncoderStore, spec
+from search.models.training import train_encoder
+from search.pipeline.cli import add_data_dir, add_model_args, run
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -21,22 +19,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default: <checkpoint-dir>/<name>.pt)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--workers", type=int, default=config.num_workers())
+    p.add_argument("--workers", type=int, default=config.decode_workers())
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--fresh", action="store_true", help="ignore saved resume state and start over")
     add_model_args(p)
     return p
 
 
-def main() -> None:
-    a = get_args_parser().parse_args()
-    cfg = dataclasses.replace(config.TrainConfig(), batch_size=a.batch_size, lr=a.lr, num_workers=a.workers,
+def main(argv: list[str] | None = None) -> None:
+    a = get_args_parser().parse_args(argv)
+    cfg = dataclasses.replace(config.TrainConfig(), batch_size=a.batch_size, lr=a.lr, decode_workers=a.workers,
                               seed=a.seed)
     out = a.out or a.checkpoint_dir / spec(a.encoder).checkpoint
     store = EncoderStore(a.checkpoint_dir, a.weights)
     kwargs = {"trunk": a.trunk} if spec(a.encoder).uses_trunk else {}
-    result = spec(a.encoder).train(a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg, fresh=a.fresh,
-                                   **kwargs)
+    result = train_encoder(a.encoder, a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg,
+                           fresh=a.fresh, **kwargs)
     print(result.json())
 
 

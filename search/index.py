@@ -1,5 +1,6 @@
 """Per-encoder gallery indexes on disk: the format, loading with verification, recovery of an interrupted
-swap, freshness. Building one is `search.build` (reader -> encoder -> writer); writing one is `search.writer`."""
+swap, freshness. Building one is `search.indexing.runner` (reader -> encoder -> writer); writing one is
+`search.indexing.writer`."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .calibration import Calibration
-from .openset import Confidence
-from .data import fingerprint_files, gallery_items
-from .encoders import Encoder
-from .errors import IndexError_
-from .storage import atomic_path, sha256_file, write_json
+from search import config
+from search.errors import IndexError_
+from search.models.encoders import Encoder
+from search.photos.folders import fingerprint_files, gallery_items
+from search.retrieval.calibration import Calibration
+from search.retrieval.confidence import Confidence
+from search.storage import atomic_path, sha256_file, write_json
 
-EMBEDDINGS, METADATA, COORDS, MANIFEST, EVAL = "embeddings.npy", "metadata.json", "tsne.npy", "manifest.json", "eval.json"
+EMBEDDINGS, METADATA, COORDS = "embeddings.npy", "metadata.json", "tsne.npy"
+MANIFEST, EVAL = "manifest.json", "eval.json"
 CHECKED_FILES = (EMBEDDINGS, METADATA, COORDS)
 
 
@@ -127,7 +129,8 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
             raise IndexError_(f"{index_dir} was built with trunk {manifest.get('trunk')}, but the encoder uses "
                               f"{encoder.trunk_name}: {rebuild} --trunk {encoder.trunk_name}.")
         if dim != encoder.dim:
-            raise IndexError_(f"{index_dir} holds {dim}-d vectors but {encoder.label} makes {encoder.dim}-d: {rebuild}.")
+            raise IndexError_(f"{index_dir} holds {dim}-d vectors but {encoder.label} makes {encoder.dim}-d: "
+                              f"{rebuild}.")
         if manifest["encoder_fingerprint"] != encoder.fingerprint:
             raise IndexError_(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
                               f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
@@ -249,3 +252,19 @@ def is_current(index_root: Path, encoder: Encoder, data_root: Path, split: str) 
         return False
     return (manifest["encoder_fingerprint"] == encoder.fingerprint and manifest["split"] == recorded_split
             and manifest["dataset_fingerprint"] == fingerprint_files(data_root, items))
+
+
+def examples_dir(index_root: Path) -> Path:
+    """The folder of the example photos prepared next to the indexes."""
+    return Path(index_root) / config.EXAMPLES_DIRNAME
+
+
+def list_examples(index_root: Path) -> list[Path]:
+    """The example photos prepared next to the indexes, if any."""
+    d = examples_dir(index_root)
+    return sorted(d.glob("*.jpg")) if d.is_dir() else []
+
+
+def example_landmark(path: Path) -> str:
+    """An example photo's landmark, from the name write_examples gives it ('Eiffel_Tower.jpg')."""
+    return Path(path).stem.replace("_", " ")

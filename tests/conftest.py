@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from search import config
+from search.indexing.runner import build_index
+from search.models.encoders import EncoderStore
+from search.models.trunks import OFFLINE_TRUNK
 
-from search import config  # noqa: E402
-from search.encoders import EncoderStore  # noqa: E402
-from search.build import build_index  # noqa: E402
-from search.trunks import OFFLINE_TRUNK  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def run_script(*args) -> subprocess.CompletedProcess:
     """Run a repository script (or any args) with this Python, from the repository root."""
@@ -26,8 +26,17 @@ def run_script(*args) -> subprocess.CompletedProcess:
 
 
 CLASSES = ["00.Red_Stripes", "01.Blue_Circles", "02.Green_Checks"]
-FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)
+FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, decode_workers=0, lr=3e-3)
 FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
@@ -90,7 +99,7 @@ def vgg_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, dataset) -> Path:
     """A checkpoint dir with a scratch CNN and an offline-trunk transfer head trained on the dataset."""
-    from search.training import train_scratch, train_transfer
+    from search.models.training import train_scratch, train_transfer
 
     ckpt = tmp_path_factory.mktemp("ckpt")
     store = EncoderStore(ckpt)
@@ -103,10 +112,9 @@ def trained(tmp_path_factory, dataset) -> Path:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, dataset, trained) -> Path:
     """An index root with all three encoders' indexes (offline trunk) over train + test, evaluated and calibrated."""
-    from search.evaluate import evaluate, save_evaluation
-
+    from search.evaluation.closed_set import evaluate, save_evaluation
+    from search.evaluation.open_set import evaluate_open_set, save_open_set
     from search.index import EVAL
-    from search.open_eval import evaluate_open_set, save_open_set
 
     root = tmp_path_factory.mktemp("indexes")
     store = EncoderStore(trained)
@@ -119,3 +127,60 @@ def built(tmp_path_factory, dataset, trained) -> Path:
                                           log=lambda s: None, workers=0).items():
         save_open_set(result, indexes[name], indexes[name].path / EVAL)
     return root
+
+
+@pytest.fixture(scope="session")
+def app_work(tmp_path_factory) -> Path:
+    """The work dir of the session's app (maps, private galleries)."""
+    return tmp_path_factory.mktemp("app-work")
+
+
+@pytest.fixture(scope="session")
+def server(built, trained, dataset, app_work):
+    """The app over the built indexes, with examples, served once for the whole session."""
+    import app
+    from search.pipeline.prepare import write_examples
+    from search.serving.engine import SearchEngine
+
+    write_examples(dataset, built, n=3)
+    port = free_port()
+    demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=app_work, prevent_thread_lock=True,
+                      quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    """The default gradio_client on the session's app."""
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def run_cli(script: str, *args) -> subprocess.CompletedProcess:
+    """`scripts/<script>` run as typed, in this process: its main(argv) under the CLI's own error handling, with
+    the exit code and what it printed (a subprocess per call would import torch again each time)."""
+    import contextlib
+    import importlib.util
+    import io
+    import logging
+
+    from search.pipeline.cli import run
+
+    spec = importlib.util.spec_from_file_location(f"cli_{Path(script).stem}", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    root, handlers = logging.getLogger(), logging.getLogger().handlers[:]
+    root.handlers = []  # so that the CLI's logging.basicConfig writes to this call's stderr
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run(lambda: module.main(argv))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        finally:
+            root.handlers = handlers
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())

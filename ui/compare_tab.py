@@ -8,14 +8,14 @@ from types import SimpleNamespace
 import gradio as gr
 
 from search import config
-from search.encoders import REGISTRY
-from search.demo import example_landmark
-from search.engine import Hit
 from search.errors import LandmarkError
-from search.images import open_image
-from search.present import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
+from search.index import example_landmark
+from search.models.encoders import REGISTRY
+from search.photos.images import open_image
+from search.serving.engine import Hit
 from ui import api, text
 from ui.components import PhotoInput
+from ui.figures import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
 from ui.mapview import MapView
 from ui.tab import Shared, Tab
 from ui.view import GalleryView

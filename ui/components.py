@@ -10,7 +10,7 @@ from gradio.data_classes import ImageData
 
 from search import config
 from search.errors import BadImageError
-from search.images import open_image
+from search.photos.images import open_image
 
 
 class PhotoInput(gr.Image):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from search.present import METRIC_COLUMNS
 from ui import text
+from ui.figures import METRIC_COLUMNS
 from ui.tab import Shared, Tab
 
 

@@ -3,7 +3,7 @@
 `gr.Plot` sends no click events back to Python and re-sends the whole figure on every update. This
 component loads the `plotly.min.js` that the installed `plotly` package ships (served by the app, so it
 works offline), fetches each encoder's gallery layer once as a static file, and per search receives only
-the query layer (`search.present.map_value`). Clicking a gallery point fires `select` with
+the query layer (`ui.figures.map_value`). Clicking a gallery point fires `select` with
 `{index: row, value: gallery path}`; hovering one shows its thumbnail next to the map.
 """
 

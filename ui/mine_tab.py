@@ -8,11 +8,11 @@ import gradio as gr
 
 from search import config
 from search.errors import LandmarkError
-from search.present import map_value
-from search.uploads import discard
-from search.visitor import visitor_of
+from search.private.uploads import discard
+from search.private.visitor import visitor_of
 from ui import api, text
 from ui.components import public_root
+from ui.figures import map_value
 from ui.mapview import MapView
 from ui.site import MINE, Site
 from ui.tab import Shared, Tab

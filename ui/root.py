@@ -8,9 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from search import config
-from search.demo import list_examples
-from search.encoders import REGISTRY
-from search.engine import SearchEngine
+from search.index import list_examples
+from search.models.encoders import REGISTRY
+from search.serving.engine import SearchEngine
 from ui import api, compare_tab, how_tab, mine_tab, search_tab, study_tab, text
 from ui.site import LANDMARKS, MINE, Site
 from ui.tab import Shared, Tab

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from search import config
-from search.engine import Hit
 from search.errors import LandmarkError
-from search.images import open_image
-from search.present import hit_details, hits_json, map_value
+from search.photos.images import open_image
+from search.serving.engine import Hit
 from ui import api, text
 from ui.components import PhotoInput, UrlImage
+from ui.figures import hit_details, hits_json, map_value
 from ui.mapview import MapView
 from ui.site import MINE
 from ui.tab import Shared, Tab

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
 from search import config
-from search.encoders import REGISTRY, Encoder
-from search.engine import SearchEngine
 from search.errors import LandmarkError
-from search.sessions import PrivateGalleries, PrivateGallery
+from search.models.encoders import REGISTRY, Encoder
+from search.private.galleries import PrivateGalleries, PrivateGallery
+from search.serving.engine import SearchEngine
 from ui import text
 from ui.view import GalleryView
 
@@ -82,7 +82,8 @@ class Site:
         self.galleries.drop(mine)
 
     def tab_closed(self, request: gr.Request) -> None:
-        """The visitor closed or reloaded the tab: its gallery goes now (Gradio keeps closed sessions' state an hour)."""
+        """The visitor closed or reloaded the tab: its gallery goes now (Gradio keeps a closed session's state an
+        hour)."""
         for token in self.galleries.drop_session(getattr(request, "session_hash", None) or ""):
             self._views.pop(token, None)
 
@@ -99,8 +100,8 @@ class Site:
 
 def _forwarder(handler: Callable, states: tuple, first: Callable[[dict], object], bound: dict) -> Callable:
     """A function of the handler's inputs (its first parameter and `bound` dropped), then `states`, all required,
-    that calls it with `first(arguments)` first. Gradio's own parameters (event data, request, progress) stay last, where
-    Gradio finds them by the signature and type hints; the docstring stays the handler's (the API's and MCP's)."""
+    that calls it with `first(arguments)` first. Gradio's own parameters (event data, request, progress) stay last,
+    where Gradio finds them by the signature and type hints; the docstring stays the handler's (the API's and MCP's)."""
     signature = inspect.signature(handler)
     hints = gr.utils.get_type_hints(handler)
     params = [p for p in list(signature.parameters.values())[1:] if p.name not in bound]

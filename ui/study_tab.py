@@ -8,12 +8,25 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from search.present import map_value
-from search.study_present import (CONFUSION_COLUMNS, MAP_COLUMNS, METRICS, SEPARATION_COLUMNS, agreement_histogram,
-                                  agreement_text, class_bars, confusion_rows, extremes, map_rows, neighbourhood,
-                                  ordered_pairs, public, separation_rows)
 from ui import api, search_tab, text
+from ui.figures import map_value
 from ui.mapview import MapView
+from ui.study_figures import (
+    CONFUSION_COLUMNS,
+    MAP_COLUMNS,
+    METRICS,
+    SEPARATION_COLUMNS,
+    agreement_histogram,
+    agreement_text,
+    class_bars,
+    confusion_rows,
+    extremes,
+    map_rows,
+    neighbourhood,
+    ordered_pairs,
+    public,
+    separation_rows,
+)
 from ui.tab import Shared, Tab
 from ui.view import GalleryView
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search import config
-from search.engine import SearchEngine
+from search.serving.engine import SearchEngine
 from ui import api
 
 PREPARE_CMD = "python scripts/prepare_demo.py"

@@ -8,15 +8,26 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from search import config, study_store
-from search.encoders import REGISTRY
-from search.engine import Hit, SearchEngine
+from search import config
 from search.errors import LandmarkError
-from search.images import placeholder
-from search.present import (GalleryMap, UNCALIBRATED_PRIVATE, broken_thumbnails_warning, calibration_figure,
-                            gallery_items, metrics_row, metrics_summary, reliability_figure, unreliable_note, verdict)
+from search.models.encoders import REGISTRY
+from search.photos.images import placeholder
+from search.private.visitor import private_url
+from search.serving.engine import Hit, SearchEngine
 from search.storage import atomic_path
-from search.visitor import private_url
+from search.study import store as study_store
+from ui.figures import (
+    UNCALIBRATED_PRIVATE,
+    GalleryMap,
+    broken_thumbnails_warning,
+    calibration_figure,
+    gallery_items,
+    metrics_row,
+    metrics_summary,
+    reliability_figure,
+    unreliable_note,
+    verdict,
+)
 from ui.mapview import file_url
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import row
-from search import bench, config
-from search.encoders import EncoderStore
-from search.images import open_image
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search import config
 from search.index import GalleryIndex
-from search.writer import write_index
+from search.indexing.writer import write_index
+from search.models.encoders import EncoderStore
+from search.photos.images import open_image
 
 
 def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.Generator) -> None:
@@ -41,7 +42,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     from gradio_client import Client, handle_file
 
     import app
-    from search.engine import SearchEngine
+    from search.serving.engine import SearchEngine
     from ui.search_tab import search
     from ui.view import GalleryView
 
@@ -86,9 +87,9 @@ def _fake_index(n: int, rng: np.random.Generator, classes: int = 50) -> GalleryI
 
 def bench_map_bytes(rng: np.random.Generator, sizes: tuple[int, ...] = (1_000, 50_000), k: int = 9) -> None:
     """Bytes of one /search response's map: the query layer alone vs the whole figure re-sent (the old gr.Plot)."""
-    from search.engine import Hit
+    from search.serving.engine import Hit
+    from ui.figures import GalleryMap, map_value
     from ui.mapview import file_url
-    from search.present import GalleryMap, map_value
 
     for n in sizes:
         index = _fake_index(n, rng)
@@ -107,7 +108,7 @@ def bench_map_bytes(rng: np.random.Generator, sizes: tuple[int, ...] = (1_000, 5
 
 def bench_explain(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 5) -> None:
     """One "why similar" explanation (two heatmaps) per encoder, against one plain encode of the same photo."""
-    from search.explain import overlay, similarity_maps
+    from search.serving.explain import overlay, similarity_maps
 
     query, hit = bench.synthetic_photo(rng, (640, 480)), bench.synthetic_photo(rng, (256, 192))
     for trunk_name in ("vgg16", "efficientnet_lite0"):

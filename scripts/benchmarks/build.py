@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmarks.report import row
-from search import bench, config
-from search.encode import encode_local
-from search.encoders import EncoderStore
-from search.images import open_image
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search import config
+from search.indexing.encode_stage import encode_local
+from search.models.encoders import EncoderStore
+from search.photos.images import open_image
 
 
 def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
@@ -39,8 +40,8 @@ def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
             fn()
             best[name] = max(best.get(name, 0.0), n / (time.perf_counter() - t))
     row(f"index build, {n} images, EfficientNet-Lite0", best["ours"], best["naive"], "img/s",
-        f"DataLoader ({config.num_workers()} worker) + batches of {config.ENCODE_BATCH_SIZE} vs decode + encode one at "
-        "a time", higher_is_better=True)
+        f"DataLoader ({config.decode_workers()} worker) + batches of {config.ENCODE_BATCH_SIZE} vs decode + encode "
+        "one at a time", higher_is_better=True)
     row(f"index build, {n} images, EfficientNet-Lite0 + thumbnails", best["ours+thumbs"], best["naive"], "img/s",
         "also writes 256-px thumbnails, which the naive loop does not", higher_is_better=True)
 
@@ -48,9 +49,9 @@ def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
 def bench_gallery(tmp: Path, rng: np.random.Generator, checkpoint_dir: Path, folder: Path | None,
                   n: int = 192) -> None:
     """A private gallery's build (every encoder): indexes built together (a shared trunk runs once) vs one by one."""
-    from search.build import build_index, build_indexes
-    from search.encoders import REGISTRY
     from search.errors import LandmarkError
+    from search.indexing.runner import build_index, build_indexes
+    from search.models.encoders import REGISTRY
 
     if folder is None:
         folder = tmp / "gallery-images"
@@ -83,8 +84,8 @@ def bench_gallery(tmp: Path, rng: np.random.Generator, checkpoint_dir: Path, fol
 
 def bench_engines(tmp: Path, rng: np.random.Generator, n: int = 192) -> None:
     """The same index build on Ray Data (started locally, already running) and on the local engine."""
-    from search import ray_engine
-    from search.build import build_index
+    from search.indexing import ray_engine
+    from search.indexing.runner import build_index
 
     root = tmp / "engine-data"
     for i in range(n):

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from torchvision import models
 
-from benchmarks.report import Context, row
-from search import bench
-from search.encoders import EncoderStore
-from search.rank import top_k
-from search.trunks import Trunk
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import Context, row
+from search.models.encoders import EncoderStore
+from search.models.trunks import Trunk
+from search.retrieval.rank import top_k
 
 
 def encode_all(trunk_fn, transform, images, batch: int = 10) -> np.ndarray:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.report import row
-from search import bench
-from search.rank import Searcher
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search.retrieval.rank import Searcher
 
 
 def bench_search(rng: np.random.Generator) -> None:

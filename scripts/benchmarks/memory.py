@@ -7,19 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.report import row
-from search import bench
-from search.encoders import EncoderStore
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search.models.encoders import EncoderStore
 
 MEMORY_SCRIPT = r"""
 import sys, json
-sys.path.insert(0, {root!r})
 import torch
-from search import bench
+from scripts.benchmarks import common as bench
 mode, weights, ckpt = sys.argv[1], sys.argv[2], sys.argv[3]
 base = bench.rss_mb()
 if mode == "ours":
-    from search.encoders import EncoderStore
+    from search.models.encoders import EncoderStore
     store = EncoderStore(ckpt, weights)
     encs = [store.load(n, trunk="vgg16") for n in ("scratch", "pretrained", "transfer")]
 else:

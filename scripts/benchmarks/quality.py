@@ -7,13 +7,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmarks.report import row
+from scripts.benchmarks.report import row
 
 
 def bench_quality(index_dir: Path) -> None:
     """Row 7: retrieval quality next to its cost, for each prepared index (from evaluate.py's eval.json)."""
-    from search.encoders import REGISTRY
     from search.index import EMBEDDINGS, read_manifest
+    from search.models.encoders import REGISTRY
 
     base = None
     for name in REGISTRY:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from benchmarks.report import row
-from search import bench, config
-from search.rank import Searcher, top_k
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search import config
+from search.retrieval.metrics import recall_at_k
+from search.retrieval.rank import Searcher, top_k
 
 
 def bench_scale(rng: np.random.Generator, sizes: list[int], n_query: int = 20) -> None:
@@ -34,13 +36,13 @@ def _scale_one(rng: np.random.Generator, n: int, n_query: int) -> None:
         "ours below 100k; baseline = exact numpy for every scale row; recall 1.00")
     flat = Searcher(g, backend="faiss-flat")
     flat_ms = bench.median_ms(lambda: [flat.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-    flat_rec = bench.recall_at_k(flat.search(q, 10)[0], exact_idx)
+    flat_rec = recall_at_k(flat.search(q, 10)[0], exact_idx)
     row(f"scale {n:,} x 256: FAISS flat", flat_ms, numpy_ms, "ms", f"recall@10 {flat_rec:.3f}")
     t = time.perf_counter()
     ours = Searcher(g, backend=config.ANN_BACKEND)
     build_s = time.perf_counter() - t
     ours_ms = bench.median_ms(lambda: [ours.search(v[None], 10) for v in q], repeat=3, warmup=1) / n_query
-    ours_rec = bench.recall_at_k(ours.search(q, 10)[0], exact_idx)
+    ours_rec = recall_at_k(ours.search(q, 10)[0], exact_idx)
     row(f"scale {n:,} x 256: {config.ANN_BACKEND} (nprobe={config.IVF_NPROBE}, re-rank {config.ANN_RERANK})",
         ours_ms, numpy_ms, "ms", f"ours past 100k; recall@10 {ours_rec:.3f}; build {build_s:.0f} s")
 
@@ -78,7 +80,7 @@ def _exact_top10(g: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def bench_ann(sizes: list[int], n_query: int = 50, kinds: tuple[str, ...] = ("clustered", "uniform")) -> None:
     """Approximate search candidates at scale: recall@10 against exact search and the latency of one query."""
-    from search import ann
+    from search.retrieval import ann
 
     for n in sizes:
         for kind in kinds:
@@ -103,7 +105,7 @@ def bench_ann(sizes: list[int], n_query: int = 50, kinds: tuple[str, ...] = ("cl
                 build_s = time.perf_counter() - t
                 for label, apply in settings:
                     apply(index)
-                    rec = bench.recall_at_k(index.search(q, 10)[0], exact)
+                    rec = recall_at_k(index.search(q, 10)[0], exact)
                     ms = bench.median_ms(lambda: [index.search(v[None], 10) for v in q[:20]], repeat=3, warmup=1) / 20
                     row(f"ann {n:,} x 256 {kind}: {name} {label}", ms, exact_ms, "ms",
                         f"recall@10 {rec:.3f}; build {build_s:.0f} s; baseline = exact search of one query")

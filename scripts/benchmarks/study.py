@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import row
-from search import bench, config, study_store
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search import config
 from search.index import GalleryIndex
+from search.study import store as study_store
 
 
 def synthetic_indexes(tmp: Path, n: int, rng: np.random.Generator) -> dict[str, GalleryIndex]:

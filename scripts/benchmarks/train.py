@@ -16,14 +16,15 @@ from torch import nn
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from benchmarks.report import row
-from search import bench, config
-from search.augment import scratch_augment
-from search.data import ClassFolder, find_classes, split_dir
-from search.decoded import CachedPhotos, DecodeCache
-from search.networks import IMAGENET_MEAN, IMAGENET_STD, ScratchNet
-from search.reader import PhotoReader, make_loader
-from search.training import cpu_has_bf16, run_epoch
+from scripts.benchmarks import common as bench
+from scripts.benchmarks.report import row
+from search import config
+from search.models.augment import scratch_augment
+from search.models.networks import IMAGENET_MEAN, IMAGENET_STD, ScratchNet
+from search.models.training import cpu_has_bf16, run_epoch
+from search.photos.decode_cache import CachedPhotos, DecodeCache
+from search.photos.folders import ClassFolder, find_classes, split_dir
+from search.photos.reader import PhotoReader, make_loader
 
 
 def generated_dataset(root: Path, rng: np.random.Generator, classes: int = 8, per_class: int = 40) -> Path:
@@ -64,7 +65,7 @@ class Variant(NamedTuple):
     bf16: bool
     fused: bool
     textbook: bool  # today's network: batch norm and ReLU before every max-pool
-    keep_memory: bool  # glibc keeps freed blocks for reuse (search/malloc.py)
+    keep_memory: bool  # glibc keeps freed blocks for reuse (search/models/malloc.py)
     pool_first: int = config.ScratchConfig().pool_first  # leading blocks that max-pool before their batch norm
 
     def name(self) -> str:
@@ -119,7 +120,7 @@ def variants() -> list[Variant]:
     """Today's epoch; the cached loop over workers x batch; one switch at a time undone from the default."""
     bf16 = cpu_has_bf16()
     ours = [Variant("cached", w, b, True, bf16, True, False, True) for w, b in itertools.product((0, 1), (16, 32, 64))]
-    default = Variant("cached", config.TrainConfig().loader_workers, config.TrainConfig().batch_size, True, bf16,
+    default = Variant("cached", config.TrainConfig().augment_workers, config.TrainConfig().batch_size, True, bf16,
                       True, False, True)
     undone = [default._replace(channels_last=False, bf16=False), default._replace(channels_last=False),
               default._replace(bf16=False), default._replace(fused=False), default._replace(pool_first=0),
@@ -156,9 +157,10 @@ def _in_fresh_process(fn, v: Variant, *args) -> float:
     theirs.close()
     try:
         return ours.recv()
-    except EOFError:
+    except EOFError as exc:
         proc.join()
-        raise RuntimeError(f"the training variant {v.name()} failed in its process (exit code {proc.exitcode})")
+        raise RuntimeError(f"the training variant {v.name()} failed in its process "
+                           f"(exit code {proc.exitcode})") from exc
     finally:
         proc.join()
 
@@ -170,7 +172,7 @@ def bench_training(tmp: Path, rng: np.random.Generator, data_dir: Path | None, r
     samples = ClassFolder(split_dir(data_dir, "train"), classes).samples
     torch.manual_seed(0)
     t = time.perf_counter()
-    DecodeCache(tmp / "decoded").load([p for p, _ in samples], workers=config.TrainConfig().num_workers)
+    DecodeCache(tmp / "decoded").load([p for p, _ in samples], workers=config.TrainConfig().decode_workers)
     build_rate = len(samples) / (time.perf_counter() - t)
     t = time.perf_counter()
     DecodeCache(tmp / "decoded").load([p for p, _ in samples])

@@ -1,0 +1,118 @@
+"""Retrieval quality of an encoder: test-split photos as queries against the train-split gallery."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search import config
+from search.errors import IndexError_
+from search.index import EVAL, GalleryIndex, attach_calibration
+from search.indexing.encode_stage import Encoded, encode_local, encode_shared
+from search.models.encoders import Encoder, group_by_input
+from search.photos.folders import detect_layout, find_classes, list_items
+from search.retrieval.calibration import Calibration, fit_calibration, pair_distances
+from search.retrieval.metrics import confusions, per_class, retrieval_report
+from search.retrieval.rank import top_k
+from search.storage import write_json
+
+
+@dataclass
+class Evaluation:
+    """An encoder's retrieval report and the match-confidence curve fitted on the same query x gallery pairs."""
+
+    report: dict
+    calibration: Calibration | None
+
+
+def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10,
+             workers: int | None = None, encoded: Encoded | None = None, encode_seconds: float = 0.0) -> Evaluation:
+    """Precision@1/5/10 and mAP@10 of `encoder` on the test split against the index's train items, and
+    the distance -> P(same landmark) curve fitted on every (test photo, train photo) pair. `encoded` are the test
+    photos already encoded by this encoder, in `encode_seconds` (see `evaluate_all`)."""
+    folders = index.manifest["class_folders"]
+    if detect_layout(data_root) != "splits":
+        raise IndexError_(f"{data_root} has no train/ and test/ split, so there is nothing to measure: metrics need "
+                          "test photos of known landmarks searched against train photos.")
+    classes = find_classes(data_root)
+    if classes != folders:
+        raise IndexError_(f"{data_root} has classes {len(classes)} that differ from the index's {len(folders)}: "
+                          "rebuild the index from this dataset.")
+    gallery_rows = np.array([i for i, it in enumerate(index.items) if it["split"] == "train"])
+    if len(gallery_rows) == 0:
+        raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train "
+                          "or all.")
+    queries = list_items(data_root, ("test",), classes)
+    if encoded is None:  # the queries' thumbnails join the shared folder, for the Study tab's confusion examples
+        t = time.perf_counter()
+        encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, workers=workers,
+                               desc="encoding queries")
+        encode_seconds = time.perf_counter() - t
+    started = time.perf_counter()
+    q_emb, kept = encoded.embeddings, encoded.kept
+    q_labels = np.array([queries[i][1].class_id for i in kept])
+    g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])
+    idx, _ = top_k(q_emb, index.embeddings[gallery_rows], k)
+    report = {"encoder": encoder.name, "label": encoder.label,
+              **retrieval_report(q_labels, g_labels[idx], g_labels, map_k=k),
+              "gallery": int(len(gallery_rows)),
+              "ms_per_query": round(1000 * (encode_seconds + time.perf_counter() - started) / max(len(kept), 1), 1),
+              "encode_seconds": round(encode_seconds, 2),
+              "encoder_fingerprint": encoder.fingerprint,
+              **by_landmark(index, [queries[i][0] for i in kept], encoded.thumbs, data_root, q_labels, g_labels[idx],
+                            g_labels, gallery_rows[idx[:, 0]], k)}
+    calibration = None
+    gallery = index.embeddings[gallery_rows]
+    dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
+    if same.any() and not same.all():
+        calibration = fit_calibration(dist, same, encoder.fingerprint)
+        probe = (0.4, 0.8, 1.2)  # the same distances for every encoder, to show they mean different things
+        report["calibration"] = {"pairs": calibration.pairs, "positives": calibration.positives,
+                                 "p_same_at": {f"{d:.3f}": round(float(calibration(d)), 3) for d in probe}}
+    return Evaluation(report, calibration)
+
+
+def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path,
+                 workers: int | None = None) -> dict[str, Evaluation]:
+    """`evaluate` for several encoders, the test photos read once per input and a shared trunk run once."""
+    classes = find_classes(data_root)
+    paths = [p for p, _ in list_items(data_root, ("test",), classes)] if detect_layout(data_root) == "splits" else []
+    out = {}
+    for group in group_by_input([e for e, _ in pairs.values()]):
+        thumbs = pairs[group[0].name][1].thumbs
+        started = time.perf_counter()
+        encoded = encode_shared(group, paths, thumbs, workers=workers,
+                                desc=f"encoding queries ({' + '.join(e.name for e in group)})") if paths else {}
+        shared_s = time.perf_counter() - started
+        for e in group:
+            out[e.name] = evaluate(e, pairs[e.name][1], data_root, workers=workers, encoded=encoded.get(e.name),
+                                   encode_seconds=shared_s)
+    return out
+
+
+def by_landmark(index: GalleryIndex, query_paths: list[Path], query_thumbs: list[str], data_root: Path,
+                q_labels: np.ndarray, ranked: np.ndarray, g_labels: np.ndarray, top_rows: np.ndarray,
+                k: int) -> dict:
+    """The per-landmark figures and the most frequent confusions (each with its first query and what it found)."""
+    names = index.manifest["classes"]
+    classes = {names[c]: r for c, r in per_class(q_labels, ranked, g_labels, k).items()}
+    mistakes = []
+    for c in confusions(q_labels, ranked[:, 0], config.STUDY.confusions):
+        i = c.pop("example")
+        mistakes.append({**c, "true": names[c["true"]], "retrieved": names[c["retrieved"]],
+                         "query": Path(query_paths[i]).relative_to(data_root).as_posix(),
+                         "query_thumb": query_thumbs[i],
+                         "hit": index.items[int(top_rows[i])]["path"]})
+    return {"by_class": classes, "confusions": mistakes}
+
+
+def save_evaluation(result: Evaluation, index: GalleryIndex) -> Path:
+    """Write the report next to the index for the app to show, and attach the calibration (both atomically)."""
+    path = index.path / EVAL
+    write_json(result.report, path)
+    if result.calibration is not None:
+        attach_calibration(index, result.calibration)
+    return path

@@ -1,0 +1,279 @@
+"""Open-set evaluation: queries whose landmark the gallery lacks, by leaving landmarks out.
+
+The landmark classes are split into seeded folds. For each fold, the test photos are searched against the train
+gallery without that fold's landmarks; `scratch` and `transfer` search with a model trained without them too (one
+model per fold, kept under the checkpoint folder, so a re-run reuses them), `pretrained` with the ImageNet trunk as
+it is. From those rankings:
+- the match confidence is fitted (`search.retrieval.confidence`), with absent-landmark queries among its negatives;
+  its figures
+  are cross-validated over the folds (a fold is scored by a confidence fitted without it), today's distance-only
+  curve is scored on the same protocol for comparison, and the confidence the app uses is fitted on every fold;
+- `unseen`: retrieval of the left-out landmarks against the whole gallery by the models that never saw them, beside
+  `pretrained` on the same queries: the study's "accurate versus general" trade-off as a number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from search import config
+from search.errors import IndexError_
+from search.index import GalleryIndex, attach_confidence
+from search.indexing.encode_stage import encode_local
+from search.models.encoders import Encoder, EncoderStore, build_scratch, build_transfer
+from search.models.training import fit_head, train_scratch, transfer_features, trunk_features
+from search.models.trunks import Trunk
+from search.photos.decode_cache import cache_dir_for
+from search.photos.folders import find_classes, list_items
+from search.photos.reader import PhotoReader
+from search.retrieval.calibration import fit_calibration, pair_distances
+from search.retrieval.confidence import (
+    BASE_FEATURES,
+    TRUNK_FEATURE,
+    Confidence,
+    class_folds,
+    fit_confidence,
+    hit_features,
+    match_threshold,
+    open_set_report,
+    reliability,
+)
+from search.retrieval.metrics import retrieval_report
+from search.retrieval.rank import top_k
+from search.storage import write_json
+
+Log = Callable[[str], None]
+OPEN_SET_DIRNAME = "open-set"  # under the checkpoint folder: the per-fold models
+
+
+@dataclass
+class Photos:
+    """The photos of one split that the trunk could decode: paths, class ids, metadata paths, raw trunk features."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    rel: list[str]
+    raw: np.ndarray          # (n, trunk dim) before normalisation: the transfer head's input
+
+    @cached_property
+    def trunk_unit(self) -> np.ndarray:
+        return self.raw / np.linalg.norm(self.raw, axis=1, keepdims=True).clip(1e-12)
+
+
+@dataclass
+class FoldRun:
+    """One encoder on one fold: per-hit evidence and truth, and today's distance-only P of the top hit."""
+
+    feats: np.ndarray        # (queries, k, F)
+    same: np.ndarray         # (queries, k) the hit shows the query's landmark
+    absent: np.ndarray       # (queries,) the query's landmark is not in this fold's gallery
+    p_before: np.ndarray     # (queries,) isotonic curve on distance, fitted on this fold's closed-set pairs
+    unseen: dict = field(default_factory=dict)
+
+
+@dataclass
+class OpenSetResult:
+    """What the open-set evaluation of one encoder gives: its report, the app's confidence, the rows' trunk vectors."""
+
+    report: dict
+    confidence: Confidence
+    trunk_vectors: np.ndarray | None
+
+
+def trunk_photos(trunk: Trunk, data_root: Path, split: str, classes: Sequence[str],
+                 workers: int | None = None) -> Photos:
+    """Raw trunk features of one split's decodable photos (one pass; undecodable ones are skipped with a warning)."""
+    listing = list_items(data_root, (split,), classes)
+    # each photo's position as its target, so the features come back with which photos they are
+    feats, kept = trunk_features(trunk, PhotoReader([(p, i) for i, (p, _) in enumerate(listing)], trunk.transform),
+                                 config.ENCODE_BATCH_SIZE, workers, desc=f"trunk features ({split})")
+    kept = kept.tolist()
+    return Photos([listing[i][0] for i in kept], np.array([listing[i][1].class_id for i in kept]),
+                  [listing[i][1].path for i in kept], feats.float().numpy())
+
+
+def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, held_out: np.ndarray,
+              k: int, trunk: bool) -> FoldRun:
+    """Rank every test photo against the train photos of the landmarks not held out; collect the evidence."""
+    in_gallery = ~np.isin(train.labels, held_out)
+    g_rows = np.flatnonzero(in_gallery)
+    idx, dist = top_k(test_emb, train_emb[g_rows], k)
+    hit_labels = train.labels[g_rows][idx]
+    trunk_d = None
+    if trunk:
+        tq, tg = test.trunk_unit, train.trunk_unit[g_rows]
+        trunk_d = np.linalg.norm(tq[:, None, :] - tg[idx], axis=2)
+    absent = np.isin(test.labels, held_out)
+    present = ~absent
+    pair_d, pair_same = pair_distances(test_emb[present], train_emb[g_rows], test.labels[present], train.labels[g_rows])
+    curve = fit_calibration(pair_d, pair_same)
+    return FoldRun(hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
+                   curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent))
+
+
+def _unseen(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, absent: np.ndarray) -> dict:
+    """The left-out landmarks against the whole gallery: retrieval of landmarks this model never saw."""
+    if not absent.any():
+        return {}
+    idx, _ = top_k(test_emb[absent], train_emb, 10)
+    return retrieval_report(test.labels[absent], train.labels[idx], train.labels, map_k=10)
+
+
+def _fold_tag(held_out: np.ndarray, classes: Sequence[str], epochs: int, extra: str = "") -> str:
+    """A name for a fold model that changes with what it is trained on and how long."""
+    body = json.dumps({"held_out": [classes[i] for i in held_out], "classes": list(classes), "epochs": epochs,
+                       "extra": extra})
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Photos, test: Photos,
+                     classes: list[str], held_out: np.ndarray, cfg: config.OpenSetConfig,
+                     train_cfg: config.TrainConfig, trunk: Trunk, features, log: Log) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) unit vectors of encoder `name` for one fold: trained without the held-out landmarks."""
+    keep = [i for i in range(len(classes)) if i not in set(held_out.tolist())]
+    folder = store.checkpoint_dir / OPEN_SET_DIRNAME
+    if name == "pretrained":
+        return train.trunk_unit, test.trunk_unit
+    if name == "transfer":
+        out = folder / f"transfer-{_fold_tag(held_out, classes, cfg.transfer_epochs, trunk.fingerprint)}.pt"
+        if not out.is_file():
+            fit_head(features.only(keep), out, cfg.transfer_epochs, train_cfg, log=lambda s: None)
+        enc = build_transfer(out, trunk)
+        return (enc.embed_trunk_features(torch.from_numpy(train.raw)).numpy(),
+                enc.embed_trunk_features(torch.from_numpy(test.raw)).numpy())
+    out = folder / f"scratch-{_fold_tag(held_out, classes, cfg.scratch_epochs)}.pt"
+    if not out.is_file():
+        log(f"scratch: training the fold model without {len(held_out)} landmarks ({cfg.scratch_epochs} epochs)")
+        train_scratch(data_root, out, cfg.scratch_epochs, store, train_cfg, log=lambda s: None,
+                      only=[classes[i] for i in keep], cache_dir=cache_dir_for(store.checkpoint_dir))  # decoded once
+    enc: Encoder = build_scratch(out, None)
+    return (encode_local(enc, train.paths, None, desc="fold gallery").embeddings,
+            encode_local(enc, test.paths, None, desc="fold queries").embeddings)
+
+
+def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIndex], data_root: Path,
+                      store: EncoderStore, cfg: config.OpenSetConfig = config.OPEN_SET,
+                      train_cfg: config.TrainConfig = config.TrainConfig(), log: Log = print,
+                      workers: int | None = None, trunk_name: str | None = None) -> dict[str, OpenSetResult]:
+    """The open-set evaluation of every given encoder (see the module docstring); per encoder its result."""
+    classes = find_classes(data_root)
+    trunk_enc = next((e for e in encoders.values() if e.trunk is not None), None)
+    trunk = trunk_enc.trunk if trunk_enc is not None else store.trunk(trunk_name)
+    started = time.perf_counter()
+    log(f"open set: trunk features of the train and test photos ({trunk.label})")
+    train = trunk_photos(trunk, data_root, "train", classes, workers)
+    test = trunk_photos(trunk, data_root, "test", classes, workers)
+    features = None
+    if "transfer" in encoders:
+        features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
+                                     log=lambda s: None)
+    fold_sets = {n: class_folds(len(classes), min(n, len(classes)), cfg.seed) for n in {cfg.folds, cfg.scratch_folds}}
+    results: dict[str, OpenSetResult] = {}
+    for name, encoder in encoders.items():
+        t0 = time.perf_counter()
+        folds = fold_sets[cfg.scratch_folds if name == "scratch" else cfg.folds]
+        uses_trunk = name == "transfer"
+        runs = []
+        for held_out in folds:
+            train_emb, test_emb = _fold_embeddings(name, store, data_root, train, test, classes, held_out, cfg,
+                                                   train_cfg, trunk, features, log)
+            runs.append(_fold_run(train_emb, test_emb, train, test, held_out, cfg.k, uses_trunk))
+        names = BASE_FEATURES + ((TRUNK_FEATURE,) if uses_trunk else ())
+        results[name] = _summarise(name, encoder, runs, folds, classes, names, cfg, indexes.get(name), train, test,
+                                   time.perf_counter() - t0)
+        log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
+    # the trunk as it is on the very queries the trained encoders never saw: what "general" buys
+    baseline = _mean_unseen([_unseen(train.trunk_unit, test.trunk_unit, train, test, np.isin(test.labels, h))
+                             for h in fold_sets[cfg.folds]])
+    for r in results.values():
+        if "unseen" in r.report:
+            r.report["unseen"]["pretrained"] = baseline
+        r.report["seconds_all_encoders"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def _rows(runs: Sequence[FoldRun]) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, hit) row of the runs: features and whether the hit shows the query's landmark."""
+    return (np.concatenate([r.feats.reshape(-1, r.feats.shape[2]) for r in runs]),
+            np.concatenate([r.same.ravel() for r in runs]))
+
+
+def _cross_validated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) -> tuple[list[np.ndarray], list[float]]:
+    """Per fold: the top hits' P from a confidence fitted without that fold, and the match threshold chosen without
+    it too (from the other folds' own cross-validated P of their absent-landmark queries)."""
+    p_out, thresholds = [], []
+    for f, run in enumerate(runs):
+        others = [r for g, r in enumerate(runs) if g != f]
+        x, y = _rows(others)
+        p_out.append(fit_confidence(x, y, names, k)(run.feats[:, 0, :]))
+        inner = []
+        for g, held in enumerate(others):  # inner folds: each other fold predicted by a fit on the rest of them
+            rest = [r for h, r in enumerate(others) if h != g]
+            xi, yi = _rows(rest)
+            inner.append(fit_confidence(xi, yi, names, k)(held.feats[:, 0, :])[held.absent])
+        thresholds.append(match_threshold(np.concatenate(inner)))
+    return p_out, thresholds
+
+
+def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.ndarray], classes: list[str],
+               names: tuple[str, ...], cfg: config.OpenSetConfig, index: GalleryIndex | None, train: Photos,
+               test: Photos, seconds: float) -> OpenSetResult:
+    p_folds, thresholds = _cross_validated(runs, names, cfg.k)
+    p_all, c_all, a_all = (np.concatenate(v) for v in (p_folds, [r.same[:, 0] for r in runs], [r.absent for r in runs]))
+    # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
+    per_query = np.concatenate([np.full(len(p), t) for p, t in zip(p_folds, thresholds)])
+    after = {**open_set_report(p_all, c_all, a_all, per_query), "threshold": [round(t, 4) for t in thresholds]}
+    x, y = _rows(runs)
+    threshold = match_threshold(p_all[a_all])  # the app's: from every fold's held-out P
+    confidence = dataclasses.replace(fit_confidence(x, y, names, cfg.k, encoder.fingerprint), threshold=threshold)
+    report = {"open_set": after,
+              "open_set_before": open_set_report(np.concatenate([r.p_before for r in runs]), c_all, a_all),
+              "match_threshold": round(threshold, 4),
+              "reliability": reliability(p_all, c_all),
+              "folds": len(folds), "held_out": [[classes[i] for i in h] for h in folds],
+              "features": list(names), "seconds": round(seconds, 1)}
+    if name != "pretrained":
+        report["unseen"] = _mean_unseen([r.unseen for r in runs])
+        report["fold_epochs"] = cfg.scratch_epochs if name == "scratch" else cfg.transfer_epochs
+    trunk_vectors = _row_trunk_vectors(index, name, train, test) if TRUNK_FEATURE in names and index else None
+    return OpenSetResult(report, confidence, trunk_vectors)
+
+
+def _row_trunk_vectors(index: GalleryIndex, name: str, *splits: Photos) -> np.ndarray:
+    """The trunk's unit vector of every row of the index, in row order (its photos are among the splits read)."""
+    vectors = {rel: v for photos in splits for rel, v in zip(photos.rel, photos.trunk_unit)}
+    missing = [it["path"] for it in index.items if it["path"] not in vectors]
+    if missing:
+        raise IndexError_(f"{len(missing)} photos of the {name} index (e.g. {missing[0]}) are not among the photos "
+                          "evaluated: rebuild the index from this dataset.")
+    return np.stack([vectors[it["path"]] for it in index.items])
+
+
+def _mean_unseen(runs: Sequence[dict]) -> dict:
+    """P@1 and mAP@10 over every left-out query of every fold (query-weighted)."""
+    n = sum(r.get("queries", 0) for r in runs)
+    if not n:
+        return {}
+    return {key: round(sum(r[key] * r["queries"] for r in runs if r) / n, 4)
+            for key in ("precision@1", "mAP@10")} | {"queries": n}
+
+
+def save_open_set(result: OpenSetResult, index: GalleryIndex, eval_path: Path) -> None:
+    """Merge the open-set report into the index's eval.json and attach the confidence (both atomically)."""
+    try:
+        report = json.loads(Path(eval_path).read_text())
+    except (OSError, ValueError):
+        report = {"encoder_fingerprint": index.manifest["encoder_fingerprint"]}
+    report.update(result.report)
+    write_json(report, eval_path)
+    attach_confidence(index, result.confidence, result.trunk_vectors)

@@ -1,0 +1,55 @@
+"""Shared command-line plumbing: common arguments and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from search import config
+from search.errors import LandmarkError
+from search.models.encoders import ENCODER_NAMES
+from search.models.trunks import TRUNKS
+
+
+def add_data_dir(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--data-dir", type=Path, required=required, default=None if required else config.DEFAULT_DATA_DIR,
+                   help="dataset root holding train/ and test/ (default: $LANDMARK_DATA_DIR or data/landmark_images)")
+
+
+def add_model_args(p: argparse.ArgumentParser, trunk: bool = True) -> None:
+    p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR,
+                   help="where trained checkpoints live (default: checkpoints/)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help=f"local VGG16 ImageNet state dict (or ${config.VGG16_WEIGHTS_ENV})")
+    if trunk:
+        p.add_argument("--trunk", choices=sorted(TRUNKS), default=None,
+                       help=f"ImageNet trunk (default: ${config.TRUNK_ENV} or vgg16, falling back to the "
+                            "offline efficientnet_lite0 when VGG16 weights cannot be had)")
+
+
+def add_encoder(p: argparse.ArgumentParser, choices=ENCODER_NAMES) -> None:
+    p.add_argument("--encoder", required=True, choices=list(choices))
+
+
+def add_index_dir(p: argparse.ArgumentParser, flag: str = "--index-dir") -> None:
+    p.add_argument(flag, dest="index_dir", type=Path, default=config.INDEX_DIR,
+                   help="folder holding one index per encoder (default: indexes/)")
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a CLI entry point; user-facing errors become one line on stderr and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        sys.exit(main() or 0)
+    except LandmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,106 @@
+"""The saved study of a set of indexes: computed from their vectors and evaluations, written next to them with
+checksums and what it was computed from, loaded and verified at start, recomputed when any index changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from search.errors import IndexError_
+from search.index import EVAL, GalleryIndex
+from search.photos.images import open_image
+from search.storage import sha256_file, write_json
+from search.study.compute import colour_agreement, colour_histogram, findings, knn, study
+
+FOLDER, DATA, MANIFEST = "study", "study.json", "manifest.json"
+SCHEMA = 1
+
+
+def study_dir(index_root: Path) -> Path:
+    """Where the study of the indexes under `index_root` lives."""
+    return Path(index_root) / FOLDER
+
+
+def depends(indexes: dict[str, GalleryIndex]) -> dict[str, dict]:
+    """What a study is computed from: each index's manifest checksum and its evaluation file's sha256."""
+    out = {}
+    for name, index in indexes.items():
+        ev = index.path / EVAL
+        out[name] = {"manifest": index.manifest["checksum"], "eval": sha256_file(ev) if ev.is_file() else None}
+    return out
+
+
+def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambda s: None) -> dict:
+    """The study of these indexes: agreement, maps, separation (by class or group), colour agreement and, from
+    each index's evaluation, its per-landmark figures, confusions and retrieval of unseen landmarks."""
+    started = time.perf_counter()
+    labelled = all(len(i.manifest.get("classes") or []) > 1 for i in indexes.values())
+    result = study({n: i.embeddings for n, i in indexes.items()}, {n: i.coords for n, i in indexes.items()},
+                   {n: [it["path"] for it in i.items] for n, i in indexes.items()},
+                   {n: np.array([it["class_id"] for it in i.items]) for n, i in indexes.items()} if labelled else None)
+    first = next(iter(indexes.values()))
+    rows = {it["path"]: r for r, it in enumerate(first.items)}
+    colour = np.stack([colour_histogram(open_image(first.thumbnail_path(rows[p]))) for p in result["photos"]])
+    result["colour_agreement"] = colour_agreement({n: np.array(v) for n, v in result["neighbours"].items()},
+                                                  knn(colour, result["k"]))
+    reports = {n: i.eval_report() or {} for n, i in indexes.items()}
+    result["classes"] = {n: r["by_class"] for n, r in reports.items() if "by_class" in r}
+    result["confusions"] = {n: r["confusions"] for n, r in reports.items() if "confusions" in r}
+    result["unseen"] = {n: {"seen": r["precision@1"], "unseen": r["unseen"]["precision@1"]}
+                        for n, r in reports.items() if "unseen" in r and "precision@1" in r}
+    if "pretrained" in reports and "precision@1" in reports["pretrained"] and result["unseen"]:
+        p1 = reports["pretrained"]["precision@1"]  # never trained on any landmark: every one is unseen to it
+        result["unseen"]["pretrained"] = {"seen": p1, "unseen": p1}
+    result["findings"] = findings(result)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    log(f"study of {len(indexes)} indexes, {len(result['photos'])} photos: {result['seconds']} s")
+    return result
+
+
+def save(index_root: Path, result: dict, deps: dict[str, dict]) -> Path:
+    """Write the study and its manifest (checksum, dependencies), each atomically; the manifest last."""
+    folder = study_dir(index_root)
+    write_json(result, folder / DATA)
+    write_json({"schema": SCHEMA, "depends": deps, "sha256": sha256_file(folder / DATA),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, folder / MANIFEST)
+    return folder / DATA
+
+
+def load(index_root: Path, indexes: dict[str, GalleryIndex]) -> dict | None:
+    """The saved study when it is intact and of exactly these indexes; None when there is none or it is stale;
+    a clear error when it is corrupt."""
+    folder = study_dir(index_root)
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("schema") != SCHEMA or manifest.get("depends") != depends(indexes):
+            return None
+        if not (folder / DATA).is_file() or sha256_file(folder / DATA) != manifest.get("sha256"):
+            raise IndexError_(f"{folder / DATA} is corrupt (checksum mismatch): run scripts/study.py.")
+        return json.loads((folder / DATA).read_text())
+    except (OSError, ValueError) as exc:
+        raise IndexError_(f"{folder} is corrupt ({exc}): run scripts/study.py.") from exc
+
+
+def ensure(index_root: Path, indexes: dict[str, GalleryIndex], log: Callable[[str], None] = print) -> dict | None:
+    """The study of these indexes: the saved one, or computed and saved when missing, stale or corrupt (None for
+    fewer than two indexes: there is nothing to compare)."""
+    if len(indexes) < 2:
+        return None
+    try:
+        saved = load(index_root, indexes)
+    except IndexError_ as exc:
+        log(f"{exc} Recomputing it.")
+        saved = None
+    if saved is not None:
+        return {**saved, "findings": findings(saved)}  # stated by this code's wording, from the saved numbers
+    result = compute(indexes, log)
+    if os.access(Path(index_root), os.W_OK):
+        save(index_root, result, depends(indexes))
+    return result

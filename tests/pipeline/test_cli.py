@@ -1,0 +1,44 @@
+"""The command-line tools end to end on generated data: train, build, query, evaluate."""
+
+import json
+
+from tests.conftest import run_cli, run_script
+
+
+def test_train_build_query_evaluate(dataset, tmp_path):
+    ck, idx = tmp_path / "ck", tmp_path / "idx"
+    r = run_script("scripts/train.py", "--encoder", "scratch", "--data-dir", dataset, "--epochs", "2",
+             "--checkpoint-dir", ck, "--workers", "0", "--batch-size", "8")
+    assert r.returncode == 0, r.stderr
+    final = json.loads(r.stdout.strip().splitlines()[-1])
+    assert final["encoder"] == "scratch" and 0 <= final["val_acc"] <= 1 and (ck / "scratch.pt").is_file()
+    assert "epoch   2/2" in r.stderr + r.stdout
+    r = run_script("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
+             "--out-dir", idx, "--checkpoint-dir", ck, "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["count"] == 24
+    query = next((dataset / "test").rglob("*.jpg"))
+    r = run_script("scripts/query.py", "--index-dir", idx, "--encoder", "scratch", "--image", query, "--top-k", "5",
+             "--checkpoint-dir", ck)
+    assert r.returncode == 0, r.stderr
+    hits = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert all({"path", "class", "distance"} <= h.keys() for h in hits)
+    assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    r = run_script("scripts/evaluate.py", "--data-dir", dataset, "--index-dir", idx, "--encoder", "scratch",
+             "--checkpoint-dir", ck, "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["queries"] == 9 and {"precision@1", "precision@5", "precision@10", "mAP@10"} <= report.keys()
+    assert json.loads((idx / "scratch" / "eval.json").read_text())["mAP@10"] == report["mAP@10"]
+    assert report["open_set"]["queries_absent"] == 9 and "unseen" in report  # the open-set evaluation, by default
+    assert json.loads((idx / "scratch" / "manifest.json").read_text())["confidence"]["file"]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    r = run_cli("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", tmp_path / "x.jpg")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error:")
+    bad = tmp_path / "note.jpg"
+    bad.write_text("just text")
+    r = run_cli("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", bad)
+    assert r.returncode == 2 and "not an image" in r.stderr

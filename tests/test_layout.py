@@ -1,0 +1,81 @@
+"""The codebase's shape, checked: serving loads nothing of training, and what the code before the subpackages wrote
+(indexes and checkpoints) loads unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+
+from search.index import load_index
+from search.models.encoders import EncoderStore
+from search.models.trunks import OFFLINE_TRUNK
+from search.serving.engine import SearchEngine
+from tests.conftest import ROOT, synthetic_image
+
+BEFORE_SUBPACKAGES = "7f939ac"  # the last commit with the flat search/ package
+
+TRAINING_SIDE = ("search.models.training", "search.models.augment", "search.photos.decode_cache",
+                 "search.models.malloc", "search.evaluation.open_set", "search.evaluation.closed_set")
+
+
+def test_the_app_imports_nothing_of_training():
+    code = "import sys, json, app; print(json.dumps(sorted(m for m in sys.modules if m.startswith('search.'))))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                       check=True).stdout)
+    assert "search.serving.engine" in loaded and "search.private.galleries" in loaded  # it did load the app
+    assert not set(TRAINING_SIDE) & set(loaded), set(TRAINING_SIDE) & set(loaded)
+
+
+OLD_BUILD = r"""
+import dataclasses, sys
+from pathlib import Path
+from search import config
+from search.build import build_index
+from search.encoders import EncoderStore
+from search.training import train_scratch, train_transfer
+data, ckpt, root = map(Path, sys.argv[1:4])
+trunk = sys.argv[4]
+cfg = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)
+store = EncoderStore(ckpt)
+train_scratch(data, ckpt / "scratch.pt", 1, store, cfg, log=lambda s: None)
+train_transfer(data, ckpt / "transfer_head.pt", 1, store, cfg, trunk=trunk, log=lambda s: None)
+for name in ("scratch", "pretrained", "transfer"):
+    build_index(store.load(name, trunk=None if name == "scratch" else trunk), data, "all", root, workers=0)
+"""
+
+
+def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(dataset, tmp_path):
+    """The code as it was before the move writes a checkpoint dir and three indexes; today's code loads and searches
+    them (the on-disk format did not change)."""
+    old = tmp_path / "old"
+    archive = subprocess.run(["git", "archive", "--format=tar", BEFORE_SUBPACKAGES], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    tar = tmp_path / "old.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as t:
+        t.extractall(old, filter="data")
+    ckpt, root = tmp_path / "ckpt", tmp_path / "idx"
+    r = subprocess.run([sys.executable, "-c", OLD_BUILD, str(dataset), str(ckpt), str(root), OFFLINE_TRUNK], cwd=old,
+                       env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    store = EncoderStore(ckpt)
+    for name in ("scratch", "pretrained", "transfer"):
+        index = load_index(root / name, store.load(name, trunk=None if name == "scratch" else OFFLINE_TRUNK))
+        assert index.manifest["count"] == 33 and index.embeddings.shape[0] == 33
+    engine = SearchEngine(root, ckpt)
+    assert set(engine.backends) == {"scratch", "pretrained", "transfer"}, engine.unavailable
+    photo = synthetic_image(1, np.random.default_rng(5))
+    assert all(len(engine.search(n, photo, 3)) == 3 for n in engine.backends)
+
+
+def test_the_library_has_a_few_top_level_modules_and_its_flows_as_folders():
+    top = sorted(p.name for p in (ROOT / "search").glob("*.py"))
+    folders = sorted(p.name for p in (ROOT / "search").iterdir() if (p / "__init__.py").is_file())
+    assert len(top) <= 8, top
+    assert {"photos", "models", "indexing", "retrieval", "serving", "evaluation", "study", "private",
+            "pipeline"} <= set(folders)

@@ -1,0 +1,277 @@
+"""A real browser: headless Chromium uploads a photo, clicks Search, and sees the gallery and the map."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import synthetic_image
+
+webdriver = pytest.importorskip("selenium.webdriver")
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def ssr_server(built, trained, tmp_path_factory):
+    """The app with server-side rendering, as Spaces run it: Gradio's Node proxy in front, sending only /gradio_api
+    and a few other prefixes to Python."""
+    import app
+    from search.serving.engine import SearchEngine
+    from tests.conftest import free_port
+
+    port = free_port()
+    demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=tmp_path_factory.mktemp("ssr-work"),
+                      prevent_thread_lock=True, quiet=True, ssr_mode=True)
+    assert demo.ssr_mode and demo._node_is_proxy, "SSR needs Node.js (Debian's nodejs)"
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (installed by .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the browser tests: {message}")
+        pytest.skip(message)
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1300", f"--user-data-dir={tmp_path_factory.mktemp('chromium') / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def _wait_ready(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 90)
+
+
+def _map_drawn(d) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") not in (None, "", "0")
+
+
+def _first_result_path(browser, wait) -> str:
+    """Click result #1 and read its gallery path from the detail panel."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[0].click()
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#detail-text").text.startswith("#1"))
+    return browser.find_element(By.CSS_SELECTOR, "#detail-path textarea, #detail-path input").get_attribute("value")
+
+
+def test_perturbed_copy_finds_that_photo_first_and_the_search_button_honours_k(server, browser, dataset, tmp_path):
+    from PIL import Image, ImageEnhance
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as EC
+
+    original = "train/00.Red_Stripes/00_train_3.jpg"
+    photo = tmp_path / "perturbed.jpg"
+    img = Image.open(dataset / original).convert("RGB")
+    ImageEnhance.Brightness(img.crop((2, 2, img.width - 2, img.height - 2))).enhance(1.08).save(photo, quality=85)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 9)  # default k
+    wait.until(_map_drawn)
+    assert "% same landmark" in browser.find_element(By.ID, "results").text
+    legend = browser.find_element(By.ID, "map").text
+    assert "your photo" in legend and "Blue Circles" in legend
+    assert _first_result_path(browser, wait) == original  # that very photo, not merely its class
+
+    k_box = browser.find_element(By.CSS_SELECTOR, "#top-k input[type=number]")
+    k_box.send_keys(Keys.CONTROL, "a")
+    k_box.send_keys("4", Keys.TAB)
+    wait.until(EC.element_to_be_clickable((By.ID, "search-button"))).click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 4)
+    results = browser.find_element(By.ID, "results").text
+    assert "#4 ·" in results and "#5 ·" not in results
+
+
+def test_compare_tab_in_the_browser(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(2, np.random.default_rng(13)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
+    tab[0].click()
+    upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]")))
+    upload.send_keys(str(photo))
+    wait.until(lambda d: "Do the encoders agree" in d.find_element(By.ID, "agreement").text)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot")
+                   .get_attribute("data-points") == "33")
+    assert "Green Checks" in browser.find_element(By.ID, "compare-transfer").text
+    # Linked brushing: a photo picked in one column is marked on all three maps.
+    browser.find_elements(By.CSS_SELECTOR, "#compare-transfer .thumbnail-item")[0].click()
+    wait.until(lambda d: "Selected" in d.find_element(By.ID, "compare-selected").text)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: "selected photo" in d.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot")
+                   .get_attribute("data-query"))
+    assert "transfer: #1" in browser.find_element(By.ID, "compare-selected").text
+
+
+def test_click_result_search_with_it_then_click_the_map(server, browser, tmp_path):
+    """Result -> detail panel with heatmaps -> "Search with this photo" -> a map point: each time the gallery
+    becomes that photo's neighbours, its own photo first."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(1, np.random.default_rng(12)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) >= 9)
+    wait.until(_map_drawn)
+
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[3].click()  # result #4
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: d.find_element(By.ID, "detail-text").text.startswith("#4"))
+    chosen = browser.find_element(By.CSS_SELECTOR, "#detail-path textarea, #detail-path input").get_attribute("value")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#heat-query img, #heat-hit img")) == 2)
+    browser.find_element(By.ID, "search-this").click()
+    wait.until(EC.invisibility_of_element_located((By.ID, "detail")))
+    wait.until(lambda d: "query photo" in d.find_element(By.ID, "map").text)
+    assert _first_result_path(browser, wait) == chosen
+
+    # A real mouse on a map point of another class: hover shows its thumbnail, a click searches from it.
+    browser.execute_script("document.querySelector('#map').scrollIntoView()")
+    x, y = browser.execute_script("""
+        const gd = document.querySelector('#map .ll-map-plot'), fl = gd._fullLayout, r = gd.getBoundingClientRect();
+        const tr = gd._fullData.find(t => t.name === 'Green Checks');
+        return [r.left + fl._size.l + fl.xaxis.l2p(tr.x[0]), r.top + fl._size.t + fl.yaxis.l2p(tr.y[0])];""")
+    hover = ActionBuilder(browser)
+    hover.pointer_action.move_to_location(int(x), int(y))
+    hover.perform()
+    wait.until(lambda d: "shown" in d.find_element(By.CSS_SELECTOR, "#map .ll-map-preview").get_attribute("class"))
+    hovered = browser.find_element(By.CSS_SELECTOR, "#map .ll-map-preview-text").text  # "Green Checks · file.jpg"
+    assert hovered.startswith("Green Checks · ")
+    click = ActionBuilder(browser)
+    click.pointer_action.move_to_location(int(x), int(y))
+    click.pointer_action.click()
+    click.perform()
+    wait.until(lambda d: d.find_element(By.ID, "results").text.count("Green Checks") >= 3)
+    assert _first_result_path(browser, wait).endswith("/" + hovered.split(" · ")[1])
+
+
+@pytest.mark.parametrize("app_server", ["server", "ssr_server"])
+def test_your_photos_tab_builds_a_private_gallery_and_searches_it(app_server, request, browser, tmp_path):
+    """Three generated photos dropped in the Your photos tab: the progress runs to a status line, the gallery radio
+    switches to them, and searching one of them returns it first, its map drawn from the private layer; with and
+    without server-side rendering."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    server = request.getfixturevalue(app_server)
+    rng = np.random.default_rng(21)
+    photos = []
+    for i, cid in enumerate((0, 1, 2)):
+        photos.append(tmp_path / f"holiday-{i}.jpg")
+        synthetic_image(cid, rng).save(photos[-1])
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                if "Your photos" in t.text])
+    tab[0].click()
+    files = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#mine-files input[type=file]")))
+    files.send_keys("\n".join(str(p) for p in photos))
+    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "mine-files").text for p in photos))
+    browser.find_element(By.ID, "mine-build").click()
+    wait.until(lambda d: "Your gallery: 3 photos" in d.find_element(By.ID, "mine-status").text)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#mine-map .ll-map-plot").get_attribute("data-points") == "3")
+    radio = browser.find_element(By.CSS_SELECTOR, "#gallery-source input[value=mine]")
+    wait.until(lambda d: radio.is_selected())
+
+    [t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Search"][0].click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(
+        str(photos[1]))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 3)  # the whole private gallery
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "3")
+    assert browser.find_element(By.ID, "results").text.count("holiday-") == 3
+    assert _first_result_path(browser, wait) == photos[1].name
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    wait.until(lambda d: all(d.execute_script(loaded, img) for img in d.find_elements(By.CSS_SELECTOR, "#results img")))
+    # the detail panel and its heatmaps over the private gallery: shown to this browser, from the private route
+    browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[1].click()
+    wait.until(EC.visibility_of_element_located((By.ID, "detail")))
+    heatmaps = "#detail-image img, #heat-query img, #heat-hit img"
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, heatmaps)) == 3)
+    shown = browser.find_elements(By.CSS_SELECTOR, "#detail-image img, #heat-query img, #heat-hit img")
+    wait.until(lambda d: all(d.execute_script(loaded, img) for img in shown))
+    assert all("/gradio_api/private/" in img.get_attribute("src") for img in shown)
+    # The visitor's files: served to this browser, to no one else, and gone once the tab is closed.
+    thumb = browser.find_elements(By.CSS_SELECTOR, "#results img")[0].get_attribute("src")
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    assert httpx.get(thumb, cookies=cookies).status_code == 200 and httpx.get(thumb).status_code == 404
+    browser.get("about:blank")
+    wait.until(lambda d: httpx.get(thumb, cookies=cookies).status_code == 404)
+
+
+def test_a_photo_of_a_landmark_the_gallery_lacks_gets_the_not_in_the_gallery_verdict(server, browser, tmp_path):
+    """A generated picture of a kind the gallery does not hold, dropped in the Search tab: the verdict says the
+    landmark does not seem to be in the gallery (the transfer encoder, which used to call such photos a match)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    from tests.evaluation.test_open_set import absent_landmark
+
+    photo = tmp_path / "elsewhere.jpg"
+    absent_landmark(np.random.default_rng(303)).save(photo, quality=92)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#encoder input[value=transfer]"))).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: "does not seem to be in the gallery" in d.find_element(By.ID, "verdict").text)
+    assert "Best match" not in browser.find_element(By.ID, "verdict").text
+
+
+def test_study_tab_click_a_least_agreeing_photo_and_search_from_it(server, browser):
+    """The Study tab: click the photo two encoders agree on least; its dominoes show, and the Search tab opens with
+    that photo as the query and first among the results."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]")))
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Study").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#study-least .thumbnail-item"))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#study-map .ll-map-plot").get_attribute("data-points")
+               not in (None, "", "0"))
+    assert "mean Jaccard" in browser.find_element(By.ID, "study-agreement").text
+    browser.find_elements(By.CSS_SELECTOR, "#study-least .thumbnail-item")[0].click()
+    wait.until(lambda d: d.find_element(By.ID, "results").is_displayed()
+               and d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item"))
+    wait.until(lambda d: "query photo" in (d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute(
+        "data-query") or ""))
+    dominoes = browser.find_element(By.ID, "study-dominoes").get_attribute("textContent")  # its tab is hidden now
+    name = dominoes.split(":", 1)[0].strip()
+    assert name and "neighbours in common" in dominoes
+    first = _first_result_path(browser, wait)
+    assert first.rsplit("/", 1)[-1] == name  # the photo clicked is the query, and first at distance 0
+    shown = re.search(r"distance under [^:]+: \**([0-9.]+)", browser.find_element(By.ID, "detail-text").text)
+    assert shown and float(shown.group(1)) < 1e-3  # its own vector: sqrt(2 - 2 cos) of float32 rounding, not 0
