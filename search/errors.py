@@ -9,7 +9,7 @@ class BadImageError(LandmarkError):
     """An input could not be used as a photo."""
 
 
-class IndexError_(LandmarkError):
+class BadIndexError(LandmarkError):
     """An index on disk is missing, corrupt or does not match the encoder."""
 
 

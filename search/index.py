@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from search import config
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.models.encoders import Encoder
 from search.photos.folders import fingerprint_files, gallery_items
 from search.retrieval.calibration import Calibration
@@ -49,7 +49,7 @@ class GalleryIndex:
     def row_of(self, path: str) -> int:
         """The row of the gallery photo at `path` (as in the metadata), or a clear error."""
         if path not in self._rows:
-            raise IndexError_(f"{path!r} is not a photo of the {self.encoder} gallery; use a path as the "
+            raise BadIndexError(f"{path!r} is not a photo of the {self.encoder} gallery; use a path as the "
                               f"index metadata gives it (e.g. {self.items[0]['path']!r}).")
         return self._rows[path]
 
@@ -90,15 +90,15 @@ def read_manifest(index_dir: Path) -> dict:
     path = Path(index_dir) / MANIFEST
     recover(Path(index_dir))
     if not path.is_file():
-        raise IndexError_(f"No index at {index_dir}: run scripts/build_index.py --encoder {Path(index_dir).name}.")
+        raise BadIndexError(f"No index at {index_dir}: run scripts/build_index.py --encoder {Path(index_dir).name}.")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{path} is corrupt ({exc}): rebuild the index.") from exc
+        raise BadIndexError(f"{path} is corrupt ({exc}): rebuild the index.") from exc
     if not isinstance(manifest, dict) or manifest.get("checksum") != manifest_checksum(manifest):
-        raise IndexError_(f"{path} is corrupt (its checksum does not match its content): rebuild the index.")
+        raise BadIndexError(f"{path} is corrupt (its checksum does not match its content): rebuild the index.")
     if manifest.get("schema_version") != config.INDEX_SCHEMA_VERSION:
-        raise IndexError_(f"{index_dir} has index schema {manifest.get('schema_version')}, this code reads "
+        raise BadIndexError(f"{index_dir} has index schema {manifest.get('schema_version')}, this code reads "
                           f"{config.INDEX_SCHEMA_VERSION}: rebuild the index.")
     return manifest
 
@@ -111,34 +111,34 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
     for name in CHECKED_FILES:
         f = index_dir / name
         if not f.is_file() or sha256_file(f) != manifest["files"].get(name):
-            raise IndexError_(f"{f} is missing or corrupt (checksum mismatch): {rebuild}.")
+            raise BadIndexError(f"{f} is missing or corrupt (checksum mismatch): {rebuild}.")
     try:
         emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False).astype(np.float32)
         coords = np.load(index_dir / COORDS, allow_pickle=False).astype(np.float32)
         items = json.loads((index_dir / METADATA).read_text())
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{index_dir} cannot be read ({exc}): {rebuild}.") from exc
+        raise BadIndexError(f"{index_dir} cannot be read ({exc}): {rebuild}.") from exc
     n, dim = manifest["count"], manifest["dim"]
     if emb.shape != (n, dim) or coords.shape != (n, 2) or len(items) != n:
-        raise IndexError_(f"{index_dir} has inconsistent shapes {emb.shape}, {coords.shape}, {len(items)} items "
+        raise BadIndexError(f"{index_dir} has inconsistent shapes {emb.shape}, {coords.shape}, {len(items)} items "
                           f"for count {n} and dim {dim}: {rebuild}.")
     if encoder is not None:
         if manifest["encoder"] != encoder.name:
-            raise IndexError_(f"{index_dir} is a {manifest['encoder']!r} index, not {encoder.name!r}.")
+            raise BadIndexError(f"{index_dir} is a {manifest['encoder']!r} index, not {encoder.name!r}.")
         if manifest.get("trunk") != encoder.trunk_name:
-            raise IndexError_(f"{index_dir} was built with trunk {manifest.get('trunk')}, but the encoder uses "
+            raise BadIndexError(f"{index_dir} was built with trunk {manifest.get('trunk')}, but the encoder uses "
                               f"{encoder.trunk_name}: {rebuild} --trunk {encoder.trunk_name}.")
         if dim != encoder.dim:
-            raise IndexError_(f"{index_dir} holds {dim}-d vectors but {encoder.label} makes {encoder.dim}-d: "
+            raise BadIndexError(f"{index_dir} holds {dim}-d vectors but {encoder.label} makes {encoder.dim}-d: "
                               f"{rebuild}.")
         if manifest["encoder_fingerprint"] != encoder.fingerprint:
-            raise IndexError_(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
+            raise BadIndexError(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
                               f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
     index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild),
                          *_load_confidence(index_dir, manifest))
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
-        raise IndexError_(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
+        raise BadIndexError(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
     return index
 
 
@@ -150,13 +150,13 @@ def _load_calibration(index_dir: Path, manifest: dict, rebuild: str) -> Calibrat
     f = index_dir / entry["file"]
     recal = f"re-run scripts/evaluate.py --encoder {manifest.get('encoder')}"
     if not f.is_file() or sha256_file(f) != entry["sha256"]:
-        raise IndexError_(f"{f} is missing or corrupt (checksum mismatch): {recal}.")
+        raise BadIndexError(f"{f} is missing or corrupt (checksum mismatch): {recal}.")
     try:
         cal = Calibration.from_dict(json.loads(f.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexError_(f"{f} cannot be read ({exc}): {recal}.") from exc
+        raise BadIndexError(f"{f} cannot be read ({exc}): {recal}.") from exc
     if cal.encoder_fingerprint != manifest["encoder_fingerprint"]:
-        raise IndexError_(f"{f} was fitted for other weights: {recal}.")
+        raise BadIndexError(f"{f} was fitted for other weights: {recal}.")
     return cal
 
 
@@ -171,17 +171,17 @@ def _load_confidence(index_dir: Path, manifest: dict) -> tuple[Confidence | None
         if entry.get(key):
             f = index_dir / entry[key]
             if not f.is_file() or sha256_file(f) != entry[key.replace("file", "sha256")]:
-                raise IndexError_(f"{f} is missing or corrupt (checksum mismatch): {redo}.")
+                raise BadIndexError(f"{f} is missing or corrupt (checksum mismatch): {redo}.")
     try:
         conf = Confidence.from_dict(json.loads((index_dir / entry["file"]).read_text()))
         trunk = (np.load(index_dir / entry["trunk_file"], allow_pickle=False).astype(np.float32)
                  if entry.get("trunk_file") else None)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexError_(f"The match confidence of {index_dir} cannot be read ({exc}): {redo}.") from exc
+        raise BadIndexError(f"The match confidence of {index_dir} cannot be read ({exc}): {redo}.") from exc
     if conf.encoder_fingerprint != manifest["encoder_fingerprint"]:
-        raise IndexError_(f"The match confidence of {index_dir} was fitted for other weights: {redo}.")
+        raise BadIndexError(f"The match confidence of {index_dir} was fitted for other weights: {redo}.")
     if conf.uses_trunk and (trunk is None or trunk.ndim != 2 or trunk.shape[0] != manifest["count"]):
-        raise IndexError_(f"The match confidence of {index_dir} lacks the trunk vectors of its rows: {redo}.")
+        raise BadIndexError(f"The match confidence of {index_dir} lacks the trunk vectors of its rows: {redo}.")
     return conf, trunk
 
 

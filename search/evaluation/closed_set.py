@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from search import config
-from search.errors import IndexError_
+from search.errors import BadIndexError, DatasetError
 from search.index import EVAL, GalleryIndex, attach_calibration
 from search.indexing.encode_stage import Encoded, encode_local, encode_shared
 from search.models.encoders import Encoder, group_by_input
@@ -35,15 +35,15 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     photos already encoded by this encoder, in `encode_seconds` (see `evaluate_all`)."""
     folders = index.manifest["class_folders"]
     if detect_layout(data_root) != "splits":
-        raise IndexError_(f"{data_root} has no train/ and test/ split, so there is nothing to measure: metrics need "
+        raise DatasetError(f"{data_root} has no train/ and test/ split, so there is nothing to measure: metrics need "
                           "test photos of known landmarks searched against train photos.")
     classes = find_classes(data_root)
     if classes != folders:
-        raise IndexError_(f"{data_root} has classes {len(classes)} that differ from the index's {len(folders)}: "
+        raise DatasetError(f"{data_root} has classes {len(classes)} that differ from the index's {len(folders)}: "
                           "rebuild the index from this dataset.")
     gallery_rows = np.array([i for i, it in enumerate(index.items) if it["split"] == "train"])
     if len(gallery_rows) == 0:
-        raise IndexError_(f"{index.path} has no train-split items to evaluate against: build it with --split train "
+        raise BadIndexError(f"{index.path} has no train-split items to evaluate against: build it with --split train "
                           "or all.")
     queries = list_items(data_root, ("test",), classes)
     if encoded is None:  # the queries' thumbnails join the shared folder, for the Study tab's confusion examples

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from search import config
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.index import GalleryIndex, attach_confidence
 from search.indexing.encode_stage import encode_local
 from search.models.encoders import Encoder, EncoderStore, build_scratch, build_transfer
@@ -254,7 +254,7 @@ def _row_trunk_vectors(index: GalleryIndex, name: str, *splits: Photos) -> np.nd
     vectors = {rel: v for photos in splits for rel, v in zip(photos.rel, photos.trunk_unit)}
     missing = [it["path"] for it in index.items if it["path"] not in vectors]
     if missing:
-        raise IndexError_(f"{len(missing)} photos of the {name} index (e.g. {missing[0]}) are not among the photos "
+        raise BadIndexError(f"{len(missing)} photos of the {name} index (e.g. {missing[0]}) are not among the photos "
                           "evaluated: rebuild the index from this dataset.")
     return np.stack([vectors[it["path"]] for it in index.items])
 

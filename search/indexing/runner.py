@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from search import config
-from search.errors import IndexError_
+from search.errors import DatasetError, LandmarkError
 from search.index import GalleryIndex, load_index, thumbs_dir
 from search.indexing.encode_stage import Embed, Encoded, embed_here, encode_shared
 from search.indexing.ray_engine import encode_ray
@@ -27,7 +27,7 @@ def _listing(data_root: Path, split: str, index_root: Path) -> tuple[list[str], 
     """The photos to index (classes, (path, item) pairs, recorded split) and the thumbnails folder, made ready."""
     classes, pairs, recorded_split = gallery_items(data_root, split)
     if not pairs:
-        raise IndexError_(f"No images found under {data_root} for split {split!r}.")
+        raise DatasetError(f"No images found under {data_root} for split {split!r}.")
     thumbs = thumbs_dir(index_root)
     thumbs.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(thumbs)
@@ -38,7 +38,7 @@ def _write(encoder: Encoder, enc: Encoded, classes: list[str], pairs: list, reco
            index_root: Path, engine: str, seconds: float, float16: bool, tsne_cfg: config.TsneConfig) -> GalleryIndex:
     """The map stage and the writer: t-SNE, metadata, manifest, atomic swap; the index loaded back."""
     if len(enc.kept) == 0:
-        raise IndexError_(f"None of the {len(pairs)} images under {data_root} could be decoded.")
+        raise DatasetError(f"None of the {len(pairs)} images under {data_root} could be decoded.")
     items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(enc.kept, enc.thumbs)]
     t = time.perf_counter()
     coords = tsne_2d(enc.embeddings, tsne_cfg)
@@ -92,7 +92,7 @@ def build_index(encoder: Encoder, data_root: Path, split: str, index_root: Path,
     The folder may have train/ and test/ (then `split` picks from them), class sub-folders, or just photos.
     """
     if engine not in ENGINES:
-        raise IndexError_(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+        raise LandmarkError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     if engine == "local":
         return build_indexes([encoder], data_root, split, index_root, float16, batch_size, workers, tsne_cfg)[
             encoder.name]

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from search import config
-from search.errors import IndexError_, LandmarkError
+from search.errors import BadIndexError, LandmarkError
 from search.index import GalleryIndex, index_path, load_index, read_manifest
 from search.models.encoders import REGISTRY, Encoder, EncoderStore, spec
 from search.photos.images import is_readable_jpeg, open_image
@@ -170,7 +170,7 @@ class SearchEngine:
         try:
             hit = open_image(thumb)
         except (LandmarkError, OSError) as exc:
-            raise IndexError_(f"The thumbnail of {path} is missing or corrupt ({exc}): rebuild the index with "
+            raise BadIndexError(f"The thumbnail of {path} is missing or corrupt ({exc}): rebuild the index with "
                               f"scripts/build_index.py --encoder {name}.") from exc
         exp = gpu_calls.similarity_maps(backend.model, query, hit)
         transform = backend.encoder.transform

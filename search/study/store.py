@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.index import EVAL, GalleryIndex
 from search.photos.images import open_image
 from search.storage import sha256_file, write_json
@@ -82,10 +82,10 @@ def load(index_root: Path, indexes: dict[str, GalleryIndex]) -> dict | None:
         if manifest.get("schema") != SCHEMA or manifest.get("depends") != depends(indexes):
             return None
         if not (folder / DATA).is_file() or sha256_file(folder / DATA) != manifest.get("sha256"):
-            raise IndexError_(f"{folder / DATA} is corrupt (checksum mismatch): run scripts/study.py.")
+            raise BadIndexError(f"{folder / DATA} is corrupt (checksum mismatch): run scripts/study.py.")
         return json.loads((folder / DATA).read_text())
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{folder} is corrupt ({exc}): run scripts/study.py.") from exc
+        raise BadIndexError(f"{folder} is corrupt ({exc}): run scripts/study.py.") from exc
 
 
 def ensure(index_root: Path, indexes: dict[str, GalleryIndex], log: Callable[[str], None] = print) -> dict | None:
@@ -95,7 +95,7 @@ def ensure(index_root: Path, indexes: dict[str, GalleryIndex], log: Callable[[st
         return None
     try:
         saved = load(index_root, indexes)
-    except IndexError_ as exc:
+    except BadIndexError as exc:
         log(f"{exc} Recomputing it.")
         saved = None
     if saved is not None:

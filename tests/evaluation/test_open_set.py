@@ -147,14 +147,14 @@ def test_the_folds_never_train_on_the_landmarks_they_leave_out(built, trained):
 def test_a_corrupt_confidence_file_is_refused_with_the_fix(built, trained, tmp_path):
     import shutil
 
-    from search.errors import IndexError_
+    from search.errors import BadIndexError
     from search.index import load_index
 
     root = tmp_path / "idx"
     shutil.copytree(built, root)
     manifest = json.loads((root / "transfer" / "manifest.json").read_text())
     (root / "transfer" / manifest["confidence"]["trunk_file"]).write_bytes(b"broken")
-    with pytest.raises(IndexError_, match="corrupt.*evaluate.py --encoder transfer"):
+    with pytest.raises(BadIndexError, match="corrupt.*evaluate.py --encoder transfer"):
         load_index(root / "transfer")
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from search import index as index_mod
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.index import CHECKED_FILES, load_index, read_manifest
 from search.indexing import writer as writer_mod
 from search.indexing.runner import build_index
@@ -46,14 +46,14 @@ def test_flipped_byte_in_any_index_file_is_refused(built, tmp_path, trained, nam
     data = bytearray(f.read_bytes())
     data[int(len(data) * where)] ^= 0x01
     f.write_bytes(bytes(data))
-    with pytest.raises(IndexError_, match="corrupt"):
+    with pytest.raises(BadIndexError, match="corrupt"):
         load_index(idx_root / "scratch", EncoderStore(trained).load("scratch"))
 
 
 def test_corrupt_manifest_is_refused(built, tmp_path):
     idx_root = _copy(built, tmp_path)
     (idx_root / "scratch" / "manifest.json").write_text("{not json")
-    with pytest.raises(IndexError_, match="corrupt"):
+    with pytest.raises(BadIndexError, match="corrupt"):
         load_index(idx_root / "scratch")
 
 
@@ -65,7 +65,7 @@ def test_wrong_checkpoint_hash_is_refused(built, tmp_path, trained, dataset):
 
     other = tmp_path / "ckpt"
     train_scratch(dataset, other / "scratch.pt", 1, None, dataclasses.replace(FAST_TRAIN, seed=7), log=lambda s: None)
-    with pytest.raises(IndexError_, match="weights"):
+    with pytest.raises(BadIndexError, match="weights"):
         load_index(built / "scratch", EncoderStore(other).load("scratch"))
 
 
@@ -78,13 +78,13 @@ def test_wrong_dimension_is_refused(built, tmp_path, trained):
     m["dim"] = 64
     m["checksum"] = index_mod.manifest_checksum(m)
     (idx_root / "pretrained" / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(IndexError_, match="64-d"):
+    with pytest.raises(BadIndexError, match="64-d"):
         load_index(idx_root / "pretrained", enc)
 
 
 def test_index_of_one_trunk_refused_for_the_other(built, trained, vgg_weights):
     enc = EncoderStore(trained, weights=vgg_weights).load("pretrained", trunk="vgg16")
-    with pytest.raises(IndexError_, match="trunk"):
+    with pytest.raises(BadIndexError, match="trunk"):
         load_index(built / "pretrained", enc)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.errors import DatasetError, IndexError_
+from search.errors import DatasetError
 from search.evaluation.closed_set import evaluate
 from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
@@ -53,7 +53,7 @@ def test_flat_folder_indexes_as_one_class_without_metrics(flat, trained, tmp_pat
     assert index.manifest["count"] == 9 and index.manifest["split"] == "gallery"
     assert index.manifest["classes"] == ["trip"] and {it["class_id"] for it in index.items} == {0}
     assert sorted(it["path"] for it in index.items) == [f"IMG_{i:04d}.jpg" for i in range(9)]
-    with pytest.raises(IndexError_, match="no train/ and test/ split"):
+    with pytest.raises(DatasetError, match="no train/ and test/ split"):
         evaluate(enc, index, flat, workers=0)
     # The search finds the photo itself first.
     engine = SearchEngine(tmp_path / "idx", trained, names=("pretrained",))

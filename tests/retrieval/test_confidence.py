@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.index import load_index
 from search.retrieval.calibration import Calibration, fit_calibration, pair_distances
 from search.serving.explain import view_box
@@ -58,7 +58,7 @@ def test_corrupt_calibration_file_is_refused_with_a_clear_message(built, tmp_pat
     entry = load_index(root / "scratch").manifest["calibration"]
     f = root / "scratch" / entry["file"]
     f.write_text(f.read_text().replace('"pairs"', '"pairz"'))
-    with pytest.raises(IndexError_, match="corrupt.*evaluate.py"):
+    with pytest.raises(BadIndexError, match="corrupt.*evaluate.py"):
         load_index(root / "scratch")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
-from search.errors import IndexError_
+from search.errors import BadIndexError
 from search.pipeline.prepare import loadable_indexes
 from search.retrieval.metrics import confusions, per_class
 from search.study import store as study_store
@@ -120,7 +120,7 @@ def test_saved_study_is_refused_when_corrupt_and_recomputed_when_an_index_change
     body = json.loads(data.read_text())
     body["agreement"]["scratch|pretrained"]["mean"] = 0.99  # tampered with
     data.write_text(json.dumps(body))
-    with pytest.raises(IndexError_, match="corrupt"):
+    with pytest.raises(BadIndexError, match="corrupt"):
         study_store.load(root, indexes)
     again = study_store.ensure(root, indexes, log=lambda s: None)  # refused, then recomputed
     assert again["agreement"]["scratch|pretrained"]["mean"] == first["agreement"]["scratch|pretrained"]["mean"]
