@@ -3,6 +3,7 @@ across the three maps."""
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import gradio as gr
@@ -132,35 +133,50 @@ def _columns(ui: SimpleNamespace, view: GalleryView) -> None:
     with gr.Row(equal_height=False):
         for n in REGISTRY:
             with gr.Column():
-                gr.Markdown(view.info(n))
+                info = gr.Markdown(view.info(n), render=False)  # below the map: the hits come first
                 ui.notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
                 ui.galleries.append(gr.Gallery(label=view.label(n), columns=3, height=300, object_fit="cover",
                                                allow_preview=False, elem_id=f"compare-{n}"))
                 ui.maps.append(MapView(small_map(view, n), height=340, elem_id=f"compare-map-{n}"))
+                info.render()
 
 
 def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
     gr.Markdown(text.COMPARE_INTRO)
     ui = SimpleNamespace(state=gr.State(None), known=gr.Textbox(visible=False), examples=None)
+    # The first screen holds the photo, the controls and the examples beside it, then the agreement line and the
+    # tops of the three columns; the retrieval table goes below them.
     with gr.Row():
-        ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"], height=240,
+        ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"], height=220,
                               elem_id="compare-image")
         with gr.Column():
-            ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder")
-            ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-            gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
-                         label="Retrieval quality on the test split (from evaluate.py)")
-    if shared.examples:
-        ui.examples = gr.Examples(examples=[[str(p), example_landmark(p)] for p in shared.examples],
-                                  inputs=[ui.image, ui.known], examples_per_page=8,
-                                  label="Examples (their landmark is known, so each column says if it found it)")
+            with gr.Row():
+                ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder", scale=3)
+                ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button", scale=1)
+            table = gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
+                                 label="Retrieval quality on the test split (from evaluate.py)", render=False)
+            if shared.examples:  # one input: Gradio shows them as a strip of thumbnails (as on Search), not a table
+                ui.examples = gr.Examples(examples=[[str(p)] for p in shared.examples], inputs=[ui.image],
+                                          examples_per_page=8, label="Examples (their landmark is known, so each "
+                                                                     "column says if it found it)")
     ui.agreement = gr.Markdown(elem_id="agreement")
-    with gr.Row():
-        ui.selected = gr.Markdown(elem_id="compare-selected")
-        ui.path = gr.Textbox(visible=False)
-        ui.again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this")
+    # made here, shown below the columns: the agreement line stays right above them, and the components keep the
+    # creation order the API's output names come from
+    ui.selected = gr.Markdown(elem_id="compare-selected", render=False)
+    ui.path = gr.Textbox(visible=False, render=False)
+    ui.again = gr.Button("Compare with this photo", size="sm", elem_id="compare-this", render=False)
     _columns(ui, view)
+    with gr.Row():
+        for component in (ui.selected, ui.path, ui.again):
+            component.render()
+    table.render()
     return ui
+
+
+def example_known(examples: list, clicked: tuple) -> str:
+    """The landmark of the example clicked (the Examples' dataset gives its index first)."""
+    index = clicked[0] if isinstance(clicked, (list, tuple)) else clicked
+    return example_landmark(examples[index]) if isinstance(index, int) and 0 <= index < len(examples) else ""
 
 
 def _wire(ui: SimpleNamespace, shared: Shared) -> None:
@@ -169,7 +185,8 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     ui.button.click(route(compare), query, outputs, api_name=api.COMPARE)
     ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private)
     if ui.examples is not None:
-        ui.examples.load_input_event.then(route(compare), query, outputs, **private)
+        ui.examples.load_input_event.then(functools.partial(example_known, shared.examples), ui.examples.dataset,
+                                          ui.known, **private).then(route(compare), query, outputs, **private)
     for n, gallery in zip(REGISTRY, ui.galleries):
         gallery.select(route(brush, column=n), [ui.state, *ctx], [*ui.maps, ui.selected, ui.path], **private)
     ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, *ctx], [*outputs, ui.image], **private)

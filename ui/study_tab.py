@@ -67,7 +67,7 @@ def dominoes(view: GalleryView, pair: str, path: str):
     parts = neighbourhood(view.study, pair, path)
     note = (f"**{path.rsplit('/', 1)[-1]}**: {len(parts['both'])} neighbours in common, "
             f"{len(parts['only_a'])} only under {a}, {len(parts['only_b'])} only under {b}.")
-    return (note, _photos(view, a, parts["both"]), _photos(view, a, parts["only_a"]),
+    return (note, gr.update(visible=True), _photos(view, a, parts["both"]), _photos(view, a, parts["only_a"]),
             _photos(view, b, parts["only_b"]))
 
 
@@ -121,15 +121,15 @@ def content(view: GalleryView) -> dict:
             "histogram": agreement_histogram(s), "pair": (choices, choices[0][1]), "map": map_, "least": least,
             "most": most, "ends": ends, "classes": labelled, "bars": class_bars(s) if labelled else None,
             "confusions": confusion_rows(s), "pairs": confusion_pairs(view) if labelled else [], "faith": map_rows(s), "separation": separation_rows(s),
-            "findings": "\n\n".join(f"- {f}" for f in s.get("findings", [])), "dom_note": "", "both": [],
-            "only_a": [], "only_b": []}
+            "findings": "\n\n".join(f"- {f}" for f in s.get("findings", [])), "dom_note": text.DOMINOES_HINT,
+            "neighbourhood": False, "both": [], "only_a": [], "only_b": []}
 
 
 def render(view: GalleryView, ui: SimpleNamespace) -> dict:
     """The gallery switched: every component of the tab for that gallery's study ({component: update})."""
     updates = {}
     for name, value in content(view).items():
-        if name in ("body", "classes"):
+        if name in ("body", "classes", "neighbourhood"):
             value = gr.update(visible=value)
         elif name == "pair":
             value = gr.update(choices=value[0], value=value[1])
@@ -153,8 +153,8 @@ def _agreement_section(ui: SimpleNamespace, c: dict) -> None:
                               columns=6, height=220, object_fit="cover", allow_preview=False, elem_id="study-least")
         ui.most = gr.Gallery(c.get("most"), label="Where they agree most — click one to search from it", columns=6,
                              height=220, object_fit="cover", allow_preview=False, elem_id="study-most")
-    ui.dom_note = gr.Markdown(elem_id="study-dominoes")
-    with gr.Row():
+    ui.dom_note = gr.Markdown(c.get("dom_note", text.DOMINOES_HINT), elem_id="study-dominoes")
+    with gr.Row(visible=c.get("neighbourhood", False), elem_id="study-neighbourhood") as ui.neighbourhood:
         small = dict(columns=5, height=160, object_fit="cover", allow_preview=False)
         ui.both = gr.Gallery(label="Neighbours under both", elem_id="study-both", **small)
         ui.only_a = gr.Gallery(label="Only under the map's encoder", elem_id="study-only-a", **small)
@@ -186,7 +186,8 @@ def _other_sections(ui: SimpleNamespace, c: dict) -> None:
 def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
     search = shared.published["search"]
-    opened = [ui.dom_note, ui.both, ui.only_a, ui.only_b, *search["outputs"], search["encoder"], shared.tabs]
+    opened = [ui.dom_note, ui.neighbourhood, ui.both, ui.only_a, ui.only_b, *search["outputs"], search["encoder"],
+              shared.tabs]
     show_query = dict(fn=route(search_tab.query_photo), inputs=[search["encoder"], search["query_path"], *ctx],
                       outputs=search["image"], **private)
     ui.pair.change(route(pair_view), [ui.pair, *ctx], [ui.map, ui.least, ui.most, ui.ends], **private)
@@ -208,5 +209,6 @@ def build(shared: Shared) -> Tab:
             _other_sections(ui, c)
     _wire(ui, shared)
     names = ["intro", "body", "agreement", "histogram", "pair", "map", "least", "most", "ends", "classes", "bars",
-             "confusions", "pairs", "faith", "separation", "findings", "dom_note", "both", "only_a", "only_b"]
+             "confusions", "pairs", "faith", "separation", "findings", "dom_note", "neighbourhood", "both", "only_a",
+             "only_b"]
     return Tab(switch_outputs=[getattr(ui, n) for n in names], on_switch=lambda view, _values: render(view, ui))

@@ -117,3 +117,6 @@ calibrated confidence: captions show the raw distance.
 API" below; {mine} for your own photos) is also an MCP server at `/gradio_api/mcp/`.
 """.format(landmark=", ".join(f"`{n}`" for n in api.LANDMARK_GALLERY),
            mine=" and ".join(f"`{n}`" for n in api.YOUR_PHOTOS))
+
+DOMINOES_HINT = ("*Click a photo above, or a point on the map, to see its neighbourhood: the photos both encoders "
+                 "put among its 10 nearest, and those only one of them does.*")

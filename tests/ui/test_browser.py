@@ -106,6 +106,36 @@ def test_perturbed_copy_finds_that_photo_first_and_the_search_button_honours_k(s
     assert "#4 ·" in results and "#5 ·" not in results
 
 
+def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browser, tmp_path):
+    """After a drop on Compare, the first image of each of the three columns lies within the first 900 px."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(1, np.random.default_rng(31)).save(photo)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        browser.get(server)
+        wait = _wait_ready(browser)
+        tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                    if "Compare" in t.text])
+        tab[0].click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
+            str(photo))
+        for name in ("scratch", "pretrained", "transfer"):
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+        browser.execute_script("window.scrollTo(0, 0)")
+        top = "return arguments[0].getBoundingClientRect().top + window.scrollY"
+        agreement = browser.execute_script(top, browser.find_element(By.ID, "agreement"))
+        for name in ("scratch", "pretrained", "transfer"):
+            first = browser.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")[0]
+            y = browser.execute_script(top, first)
+            assert agreement < y < 900, (name, y)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_compare_tab_in_the_browser(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -263,6 +293,9 @@ def test_study_tab_click_a_least_agreeing_photo_and_search_from_it(server, brows
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#study-map .ll-map-plot").get_attribute("data-points")
                not in (None, "", "0"))
     assert "mean Jaccard" in browser.find_element(By.ID, "study-agreement").text
+    # before a photo is chosen: a one-line hint, and no empty neighbourhood boxes
+    assert "Click a photo above" in browser.find_element(By.ID, "study-dominoes").text
+    assert not any(e.is_displayed() for e in browser.find_elements(By.ID, "study-both"))
     browser.find_elements(By.CSS_SELECTOR, "#study-least .thumbnail-item")[0].click()
     wait.until(lambda d: d.find_element(By.ID, "results").is_displayed()
                and d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item"))
@@ -271,6 +304,7 @@ def test_study_tab_click_a_least_agreeing_photo_and_search_from_it(server, brows
     dominoes = browser.find_element(By.ID, "study-dominoes").get_attribute("textContent")  # its tab is hidden now
     name = dominoes.split(":", 1)[0].strip()
     assert name and "neighbours in common" in dominoes
+    assert browser.find_elements(By.CSS_SELECTOR, "#study-neighbourhood #study-both .thumbnail-item")  # now shown
     first = _first_result_path(browser, wait)
     assert first.rsplit("/", 1)[-1] == name  # the photo clicked is the query, and first at distance 0
     shown = re.search(r"distance under [^:]+: \**([0-9.]+)", browser.find_element(By.ID, "detail-text").text)
