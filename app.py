@@ -47,7 +47,8 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     demo.queue(default_concurrency_limit=2, max_size=64)
     allowed = [str(thumbs_dir(engine.index_root).resolve()),
                str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
-               str((Path(work_dir) / "maps").resolve()), *allowed_files()]
+               str((Path(work_dir) / "maps").resolve()), str((Path(work_dir) / "downloads").resolve()),
+               *allowed_files()]
     galleries = demo.site.galleries
     # Private galleries are neither static nor allowed for Gradio, and blocked outright (no route of Gradio's serves,
     # copies or accepts their files); the app's own private route serves them to their owner only. No static file

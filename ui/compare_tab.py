@@ -15,7 +15,7 @@ from search.models.encoders import REGISTRY
 from search.photos.images import open_image
 from search.serving.engine import Hit
 from ui import api, text
-from ui.components import PhotoInput
+from ui.components import PhotoInput, UrlFiles
 from ui.figures import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
 from ui.mapview import MapView
 from ui.tab import Shared, Tab
@@ -119,10 +119,16 @@ def brush(view: GalleryView, state: dict | None, evt: gr.SelectData, column: str
     return (*maps, f"Selected **{name}** (magenta on every map) — " + " · ".join(where), path)
 
 
+def downloads(view: GalleryView, state: dict | None) -> list[str]:
+    """The shown results of every encoder in one CSV and one JSON file (a column names the encoder)."""
+    hits = (state or {}).get("hits") or {}
+    return view.downloads("landmark-lens-compare", {n: hits[n] for n in REGISTRY if n in hits})
+
+
 def on_switch(view: GalleryView, ui: SimpleNamespace) -> dict:
     """The Gallery radio changed: empty columns and that gallery's maps."""
     return {**{g: [] for g in ui.galleries}, **{m: small_map(view, n) for n, m in zip(REGISTRY, ui.maps)},
-            **{note: "" for note in ui.notes}, ui.agreement: "", ui.state: None}
+            **{note: "" for note in ui.notes}, ui.agreement: "", ui.state: None, ui.downloads: []}
 
 
 # -- layout and wiring ---------------------------------------------------------------------------------------------
@@ -169,7 +175,10 @@ def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
     with gr.Row():
         for component in (ui.selected, ui.path, ui.again):
             component.render()
-    table.render()
+    with gr.Row():
+        ui.downloads = UrlFiles(label="These results, every encoder, as CSV and JSON", file_count="multiple",
+                                interactive=False, height=110, elem_id="compare-downloads")
+        table.render()
     return ui
 
 
@@ -182,14 +191,18 @@ def example_known(examples: list, clicked: tuple) -> str:
 def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
     query, outputs = [ui.image, ui.k, ui.known, *ctx], ui.outputs
-    ui.button.click(route(compare), query, outputs, api_name=api.COMPARE)
-    ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private)
+    files = dict(fn=route(downloads), inputs=[ui.state, *ctx], outputs=ui.downloads, **private)
+    ui.button.click(route(compare), query, outputs, api_name=api.COMPARE).success(**files)
+    ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private).success(
+        **files)
     if ui.examples is not None:
         ui.examples.load_input_event.then(functools.partial(example_known, shared.examples), ui.examples.dataset,
-                                          ui.known, **private).then(route(compare), query, outputs, **private)
+                                          ui.known, **private).then(route(compare), query, outputs,
+                                                                    **private).success(**files)
     for n, gallery in zip(REGISTRY, ui.galleries):
         gallery.select(route(brush, column=n), [ui.state, *ctx], [*ui.maps, ui.selected, ui.path], **private)
-    ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, *ctx], [*outputs, ui.image], **private)
+    ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, *ctx], [*outputs, ui.image], **private).success(
+        **files)
 
 
 def build(shared: Shared) -> Tab:
@@ -199,4 +212,4 @@ def build(shared: Shared) -> Tab:
         ui = _layout(shared, view)
     ui.outputs = [*ui.galleries, *ui.maps, *ui.notes, ui.agreement, ui.state]
     _wire(ui, shared)
-    return Tab(switch_outputs=ui.outputs, on_switch=lambda v, _values: on_switch(v, ui))
+    return Tab(switch_outputs=[*ui.outputs, ui.downloads], on_switch=lambda v, _values: on_switch(v, ui))

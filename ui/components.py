@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 from gradio import route_utils
-from gradio.data_classes import ImageData
+from gradio.data_classes import FileData, ImageData, ListFiles
 
 from search import config
 from search.errors import BadImageError
@@ -52,6 +52,19 @@ class UrlImage(gr.Image):
         if isinstance(value, str) and value.startswith(("http://", "https://")):
             return ImageData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
         return super().postprocess(value)
+
+
+class UrlFiles(gr.File):
+    """gr.File of several files that hands http(s) URLs to the browser as they are (a private gallery's files,
+    fetched with the visitor's cookie) instead of downloading them into Gradio's shared cache."""
+
+    def get_block_name(self) -> str:
+        return "file"
+
+    def postprocess(self, value):
+        if isinstance(value, list) and value and all(str(v).startswith(("http://", "https://")) for v in value):
+            return ListFiles(root=[FileData(path=v, url=v, orig_name=v.rsplit("/", 1)[-1]) for v in value])
+        return super().postprocess(value or None)
 
 
 def public_root(request: gr.Request | None) -> str:

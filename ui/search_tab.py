@@ -12,7 +12,7 @@ from search.errors import LandmarkError
 from search.photos.images import open_image
 from search.serving.engine import Hit
 from ui import api, text
-from ui.components import PhotoInput, UrlImage
+from ui.components import PhotoInput, UrlFiles, UrlImage
 from ui.figures import hit_details, hits_json, map_value
 from ui.mapview import MapView
 from ui.site import MINE
@@ -159,6 +159,11 @@ def explain(view: GalleryView, image, encoder: str, path: str):
     return view.keep_private(q), view.keep_private(h)
 
 
+def downloads(view: GalleryView, encoder: str, hits: list[Hit]) -> list[str]:
+    """The shown results as a CSV and a JSON file (rank, photo path, landmark, distance, confidence, encoder)."""
+    return view.downloads(f"landmark-lens-{encoder}", {encoder: hits or []})
+
+
 def on_switch(view: GalleryView, ui: SimpleNamespace, values: dict) -> dict:
     """The Gallery radio changed: this tab's encoder choices, info, results and map for that gallery."""
     encoder = values[ui.encoder]
@@ -169,7 +174,7 @@ def on_switch(view: GalleryView, ui: SimpleNamespace, values: dict) -> dict:
     else:
         found = ([], map_value(view.layer_urls.get(current)), "", [], "")
     return {ui.encoder: gr.update(choices=view.choices(), value=current), ui.info: view.info(current),
-            **dict(zip(ui.outputs, found))}
+            **dict(zip(ui.outputs, found)), ui.downloads: downloads(view, current, found[3])}
 
 
 # -- layout and wiring ---------------------------------------------------------------------------------------------
@@ -189,6 +194,8 @@ def _query_column(shared: Shared, view: GalleryView) -> SimpleNamespace:
     if shared.examples:
         ui.examples = gr.Examples(examples=[[str(p)] for p in shared.examples], inputs=[ui.image],
                                   label="Test-split photos (not in the gallery) — click one", examples_per_page=8)
+    ui.downloads = UrlFiles(label="These results as CSV and JSON", file_count="multiple", interactive=False,
+                            height=110, elem_id="search-downloads")
     with gr.Accordion("Results as JSON (for programs and exports)", open=False):
         ui.export = gr.Button("Get JSON", size="sm", elem_id="export-button")
         ui.as_json = gr.Code(label="hits with calibrated P(same landmark)", language="json", interactive=False,
@@ -220,24 +227,26 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
     query, outputs = [ui.image, ui.encoder, ui.top_k], ui.outputs
     hide_detail = dict(fn=lambda: gr.update(visible=False), outputs=ui.detail, **private)
+    files = dict(fn=route(downloads), inputs=[ui.encoder, ui.hits, *ctx], outputs=ui.downloads, **private)
     show_query = dict(fn=route(query_photo), inputs=[ui.encoder, ui.query_path, *ctx], outputs=ui.image, **private)
-    ui.button.click(route(search), [*query, *ctx], outputs, api_name=api.SEARCH).success(**hide_detail)
+    ui.button.click(route(search), [*query, *ctx], outputs, api_name=api.SEARCH).success(**hide_detail).success(
+        **files)
     ui.mine_button.click(route(search_mine, source=MINE), [*query, shared.mine], outputs, api_name=api.SEARCH_MINE)
-    ui.image.upload(route(search), [*query, *ctx], outputs, **private).success(**hide_detail)
+    ui.image.upload(route(search), [*query, *ctx], outputs, **private).success(**hide_detail).success(**files)
     for event in (ui.encoder.change, ui.top_k.release):
         event(route(refresh), [ui.image, ui.query_path, ui.encoder, ui.top_k, *ctx], outputs, **private).success(
-            **hide_detail)
+            **hide_detail).success(**files)
     ui.encoder.change(route(GalleryView.info), [ui.encoder, *ctx], ui.info, **private)
     if ui.examples is not None:
-        ui.examples.load_input_event.then(route(search), [*query, *ctx], outputs, **private)
+        ui.examples.load_input_event.then(route(search), [*query, *ctx], outputs, **private).success(**files)
     ui.export.click(route(search_json), [*query, *ctx], ui.as_json, api_name=api.SEARCH_JSON)
     ui.gallery.select(route(select_hit), [ui.encoder, ui.hits, *ctx], [ui.detail, ui.d_image, ui.d_text, ui.d_path],
                       **private).success(route(explain), [ui.image, ui.encoder, ui.d_path, *ctx],
                                          [ui.heat_q, ui.heat_h], api_name=api.EXPLAIN)
     ui.again.click(route(similar_to), [ui.encoder, ui.d_path, ui.top_k, *ctx], outputs,
-                   api_name=api.SIMILAR_TO).success(**show_query).success(**hide_detail)
+                   api_name=api.SIMILAR_TO).success(**show_query).success(**hide_detail).success(**files)
     ui.the_map.select(route(search_from_map), [ui.encoder, ui.top_k, *ctx], outputs, **private).success(
-        **show_query).success(**hide_detail)
+        **show_query).success(**hide_detail).success(**files)
 
 
 def build(shared: Shared) -> Tab:
@@ -253,7 +262,9 @@ def build(shared: Shared) -> Tab:
     ui.hits, ui.query_path = hits, query_path
     ui.outputs = [ui.gallery, ui.the_map, ui.found, ui.hits, ui.query_path]
     _wire(ui, shared)
-    return Tab(switch_inputs=[ui.image, ui.encoder, ui.top_k], switch_outputs=[ui.encoder, ui.info, *ui.outputs],
+    return Tab(switch_inputs=[ui.image, ui.encoder, ui.top_k],
+               switch_outputs=[ui.encoder, ui.info, *ui.outputs, ui.downloads],
                on_switch=lambda v, values: on_switch(v, ui, values),
                name="search", components={"image": ui.image, "encoder": ui.encoder, "top_k": ui.top_k,
-                                          "query_path": ui.query_path, "outputs": ui.outputs})
+                                          "query_path": ui.query_path, "outputs": ui.outputs,
+                                          "downloads": ui.downloads})

@@ -190,11 +190,14 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
               shared.tabs]
     show_query = dict(fn=route(search_tab.query_photo), inputs=[search["encoder"], search["query_path"], *ctx],
                       outputs=search["image"], **private)
+    files = dict(fn=route(search_tab.downloads), inputs=[search["encoder"], search["outputs"][3], *ctx],
+                 outputs=search["downloads"], **private)
     ui.pair.change(route(pair_view), [ui.pair, *ctx], [ui.map, ui.least, ui.most, ui.ends], **private)
     for which, gallery in (("least", ui.least), ("most", ui.most)):
         gallery.select(route(pick_extreme, which=which), [ui.pair, ui.ends, search["top_k"], *ctx], opened,
-                       **private).success(**show_query)
-    ui.map.select(route(pick_on_map), [ui.pair, search["top_k"], *ctx], opened, **private).success(**show_query)
+                       **private).success(**show_query).success(**files)
+    ui.map.select(route(pick_on_map), [ui.pair, search["top_k"], *ctx], opened, **private).success(
+        **show_query).success(**files)
     ui.metric.change(route(metric_bars), [ui.metric, *ctx], ui.bars, **private)
     ui.export.click(route(study), ctx, ui.as_json, api_name=api.STUDY)
 

@@ -14,6 +14,7 @@ from search.models.encoders import REGISTRY
 from search.photos.images import placeholder
 from search.private.visitor import private_url
 from search.serving.engine import Hit, SearchEngine
+from search.serving.results_export import result_rows, rows_csv, rows_json
 from search.storage import atomic_path
 from search.study import store as study_store
 from ui.figures import (
@@ -110,6 +111,21 @@ class GalleryView:
     def image(self, path: Path | str) -> str:
         """What a Gradio image component gets for a file: its path, or a private gallery's absolute private URL."""
         return f"{self.base_url}/{self.url_of(Path(path))}" if self.private else str(path)
+
+    def downloads(self, stem: str, hits_by_encoder: dict[str, list[Hit]]) -> list[str]:
+        """The results as a CSV and a JSON file to download: paths for the landmark gallery, private URLs (inside
+        the visitor's gallery, never in Gradio's shared cache) for a private one; none for no results."""
+        rows = result_rows(hits_by_encoder)
+        if not rows:
+            return []
+        folder = self.work_dir / "downloads" / uuid.uuid4().hex
+        files = []
+        for suffix, body in (("csv", rows_csv(rows)), ("json", rows_json(rows))):
+            path = folder / f"{stem}.{suffix}"
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(body, encoding="utf-8")
+            files.append(self.image(path))
+        return files
 
     def keep_private(self, picture) -> str:
         """Save an image derived from a visitor's photos inside their gallery (not Gradio's shared cache); its URL."""

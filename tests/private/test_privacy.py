@@ -258,3 +258,28 @@ def test_a_failed_build_removes_the_uploaded_originals_too(server, tmp_path):
         client.predict([handle_file(str(p)) for p in [*own, z]], api_name="/my_gallery")
     uploads = Path(gradio.utils.get_upload_folder())
     assert not [p for p in uploads.rglob("*") if p.name.startswith("failing-") or p.name == "photos.zip"]
+
+
+def test_a_private_gallerys_result_downloads_stay_in_it_and_out_of_gradios_cache(built, trained, tmp_path):
+    from ui.components import UrlFiles
+    from ui.search_tab import downloads, search
+    from ui.site import MINE, Site
+
+    site = Site(SearchEngine(built, trained), tmp_path / "work")
+    photos = _photos(tmp_path / "p", "secret-", 3, 9)
+    gallery = site.galleries.build("visitor-a", photos)
+    site.open_view(gallery, "http://app.example")
+    view = site.view(MINE, gallery.token)
+    hits = search(view, open_query(photos[1]), "pretrained", 3)[3]
+    urls = downloads(view, "pretrained", hits)
+    assert len(urls) == 2
+    for url in urls:
+        assert url.startswith(f"http://app.example/gradio_api/private/{gallery.token}/downloads/")
+        assert "secret-" in (gallery.folder / url.split(f"/private/{gallery.token}/", 1)[1]).read_text()
+    component = UrlFiles(file_count="multiple")
+    cache = Path(component.GRADIO_CACHE)
+    before = set(cache.rglob("*")) if cache.exists() else set()
+    out = component.postprocess(urls)  # the URLs go to the browser as they are: nothing lands in the shared cache
+    assert [f.url for f in out.root] == urls and [f.path for f in out.root] == urls
+    assert (set(cache.rglob("*")) if cache.exists() else set()) == before
+    site.forget(gallery.token)

@@ -309,3 +309,67 @@ def test_study_tab_click_a_least_agreeing_photo_and_search_from_it(server, brows
     assert first.rsplit("/", 1)[-1] == name  # the photo clicked is the query, and first at distance 0
     shown = re.search(r"distance under [^:]+: \**([0-9.]+)", browser.find_element(By.ID, "detail-text").text)
     assert shown and float(shown.group(1)) < 1e-3  # its own vector: sqrt(2 - 2 cos) of float32 rounding, not 0
+
+
+def _downloads(browser, wait, elem_id: str) -> dict[str, str]:
+    """The CSV and JSON the download box offers, fetched as this browser (its cookie), by file suffix."""
+    from selenium.webdriver.common.by import By
+
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#{elem_id} a[href]")) == 2)
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    files = {}
+    for link in browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} a[href]"):
+        href = link.get_attribute("href")
+        r = httpx.get(href, cookies=cookies, timeout=30)
+        assert r.status_code == 200, href
+        files[href.split("?")[0].rsplit(".", 1)[-1]] = r.text
+    return files
+
+
+def _shown(browser, elem_id: str) -> list[tuple[int, str]]:
+    """(rank, landmark) of each result shown in a gallery, in order, from its captions ('#1 · Landmark · ...')."""
+    from selenium.webdriver.common.by import By
+
+    captions = [c.get_attribute("textContent") for c in
+                browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} .thumbnail-item .caption-label")]
+    if not captions:  # some Gradio versions render the caption as the item's text
+        captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} .thumbnail-item")]
+    parts = [c.split(" · ") for c in captions]
+    return [(int(p[0].lstrip("#")), p[1].strip()) for p in parts]
+
+
+def test_search_and_compare_results_download_as_csv_and_json(server, browser, tmp_path):
+    """The CSV and the JSON beside the results hold exactly the shown results, in order: on Search for the chosen
+    encoder, on Compare for every encoder in one file."""
+    import csv
+    import io
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(0, np.random.default_rng(41)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 9)
+    shown = _shown(browser, "results")
+    files = _downloads(browser, wait, "search-downloads")
+    rows = list(csv.DictReader(io.StringIO(files["csv"])))
+    assert [(int(r["rank"]), r["landmark"]) for r in rows] == shown and len(rows) == 9
+    assert {r["encoder"] for r in rows} == {"scratch"} and all(0 <= float(r["p_same"]) <= 1 for r in rows)
+    assert [(r["rank"], r["landmark"], r["path"]) for r in json.loads(files["json"])] == \
+        [(int(r["rank"]), r["landmark"], r["path"]) for r in rows]
+
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text).click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
+        str(photo))
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+    files = _downloads(browser, wait, "compare-downloads")
+    rows = list(csv.DictReader(io.StringIO(files["csv"])))
+    for name in ("scratch", "pretrained", "transfer"):
+        mine = [(int(r["rank"]), r["landmark"]) for r in rows if r["encoder"] == name]
+        assert mine == _shown(browser, f"compare-{name}") and len(mine) == 6
+    assert [r["encoder"] for r in json.loads(files["json"])] == [r["encoder"] for r in rows]
