@@ -157,7 +157,8 @@ def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
                               elem_id="compare-image")
         with gr.Column():
             with gr.Row():
-                ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=6, step=1, label="Top-k per encoder", scale=3)
+                ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=config.COMPARE_TOP_K_DEFAULT, step=1,
+                                 label="Top-k per encoder", scale=3)
                 ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button", scale=1)
             table = gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
                                  label="Retrieval quality on the test split (from evaluate.py)", render=False)
@@ -212,4 +213,5 @@ def build(shared: Shared) -> Tab:
         ui = _layout(shared, view)
     ui.outputs = [*ui.galleries, *ui.maps, *ui.notes, ui.agreement, ui.state]
     _wire(ui, shared)
-    return Tab(switch_outputs=[*ui.outputs, ui.downloads], on_switch=lambda v, _values: on_switch(v, ui))
+    return Tab(switch_outputs=[*ui.outputs, ui.downloads], on_switch=lambda v, _values: on_switch(v, ui),
+               name="compare", components={"outputs": ui.outputs, "image": ui.image, "downloads": ui.downloads})

@@ -11,7 +11,7 @@ from search import config
 from search.index import list_examples
 from search.models.encoders import REGISTRY
 from search.serving.engine import SearchEngine
-from ui import api, compare_tab, how_tab, mine_tab, search_tab, study_tab, text
+from ui import api, compare_tab, how_tab, links, mine_tab, search_tab, study_tab, text
 from ui.site import LANDMARKS, MINE, Site
 from ui.tab import Shared, Tab
 
@@ -23,6 +23,7 @@ def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
     banner = text.missing_banner(engine, data_dir)
     if banner:
         gr.Markdown(banner, elem_id="missing-banner")
+    link_message = gr.Markdown(elem_id="link-message")
     source = gr.State(LANDMARKS)
     # A function, not the bound method: Gradio deep-copies the config (this prop too) on every page load.
     mine = gr.State(None, time_to_live=config.MY_GALLERY.ttl_seconds, delete_callback=lambda t: site.forget(t))
@@ -30,7 +31,7 @@ def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
     pick = gr.Radio([(f"Landmark gallery ({n:,} photos)" if n else "Landmark gallery", LANDMARKS),
                      ("Your photos", MINE)], value=LANDMARKS, label="Gallery", elem_id="gallery-source")
     return Shared(site, source, mine, pick, list_examples(engine.index_root),
-                  default=next(iter(engine.backends), next(iter(REGISTRY))))
+                  default=next(iter(engine.backends), next(iter(REGISTRY))), link_message=link_message)
 
 
 def _wire_switch(shared: Shared, tabs: list[Tab]) -> None:
@@ -66,6 +67,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
                 tabs.append(tab.build(shared))
                 shared.published[tabs[-1].name] = tabs[-1].components
         _wire_switch(shared, tabs)
+        links.wire(demo, shared, shared.link_message)
         demo.unload(site.tab_closed)
     demo.site = site
     return demo

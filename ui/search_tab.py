@@ -14,6 +14,7 @@ from search.serving.engine import Hit
 from ui import api, text
 from ui.components import PhotoInput, UrlFiles, UrlImage
 from ui.figures import hit_details, hits_json, map_value
+from ui.links import COPY_LINK, link_query, on_public_url
 from ui.mapview import MapView
 from ui.site import MINE
 from ui.tab import Shared, Tab
@@ -164,6 +165,12 @@ def downloads(view: GalleryView, encoder: str, hits: list[Hit]) -> list[str]:
     return view.downloads(f"landmark-lens-{encoder}", {encoder: hits or []})
 
 
+def takeaways(view: GalleryView, encoder: str, hits: list[Hit], query_path: str):
+    """What the shown results offer to take away: their files, and the link that reopens them (a gallery photo of
+    the landmark gallery only)."""
+    return downloads(view, encoder, hits), "" if view.private else link_query(encoder, query_path)
+
+
 def on_switch(view: GalleryView, ui: SimpleNamespace, values: dict) -> dict:
     """The Gallery radio changed: this tab's encoder choices, info, results and map for that gallery."""
     encoder = values[ui.encoder]
@@ -204,7 +211,11 @@ def _query_column(shared: Shared, view: GalleryView) -> SimpleNamespace:
 
 
 def _results_column(ui: SimpleNamespace, view: GalleryView, default: str) -> None:
-    ui.found = gr.Markdown(elem_id="verdict")
+    with gr.Row(equal_height=True):
+        ui.found = gr.Markdown(elem_id="verdict")
+        ui.copy = gr.Button("Copy link", size="sm", scale=0, min_width=110, elem_id="copy-link")
+        gr.DeepLinkButton(size="sm", scale=0, visible=on_public_url(), elem_id="share-link")
+    ui.link = gr.Textbox(visible=False, elem_id="search-link")
     ui.gallery = gr.Gallery(label="Most similar gallery photos, best first — click one to explore it",
                             elem_id="results", columns=3, height=460, object_fit="cover", allow_preview=False,
                             show_label=True)
@@ -227,7 +238,9 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
     query, outputs = [ui.image, ui.encoder, ui.top_k], ui.outputs
     hide_detail = dict(fn=lambda: gr.update(visible=False), outputs=ui.detail, **private)
-    files = dict(fn=route(downloads), inputs=[ui.encoder, ui.hits, *ctx], outputs=ui.downloads, **private)
+    files = dict(fn=route(takeaways), inputs=[ui.encoder, ui.hits, ui.query_path, *ctx],
+                 outputs=[ui.downloads, ui.link], **private)
+    ui.copy.click(None, ui.link, None, js=COPY_LINK, **private)
     show_query = dict(fn=route(query_photo), inputs=[ui.encoder, ui.query_path, *ctx], outputs=ui.image, **private)
     ui.button.click(route(search), [*query, *ctx], outputs, api_name=api.SEARCH).success(**hide_detail).success(
         **files)
@@ -267,4 +280,4 @@ def build(shared: Shared) -> Tab:
                on_switch=lambda v, values: on_switch(v, ui, values),
                name="search", components={"image": ui.image, "encoder": ui.encoder, "top_k": ui.top_k,
                                           "query_path": ui.query_path, "outputs": ui.outputs,
-                                          "downloads": ui.downloads})
+                                          "downloads": ui.downloads, "link": ui.link})

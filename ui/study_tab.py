@@ -190,8 +190,9 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
               shared.tabs]
     show_query = dict(fn=route(search_tab.query_photo), inputs=[search["encoder"], search["query_path"], *ctx],
                       outputs=search["image"], **private)
-    files = dict(fn=route(search_tab.downloads), inputs=[search["encoder"], search["outputs"][3], *ctx],
-                 outputs=search["downloads"], **private)
+    files = dict(fn=route(search_tab.takeaways), inputs=[search["encoder"], search["outputs"][3],
+                                                          search["query_path"], *ctx],
+                 outputs=[search["downloads"], search["link"]], **private)
     ui.pair.change(route(pair_view), [ui.pair, *ctx], [ui.map, ui.least, ui.most, ui.ends], **private)
     for which, gallery in (("least", ui.least), ("most", ui.most)):
         gallery.select(route(pick_extreme, which=which), [ui.pair, ui.ends, search["top_k"], *ctx], opened,

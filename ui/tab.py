@@ -25,6 +25,7 @@ class Shared:
     examples: list[Path]  # example photos of the landmark gallery's test split
     default: str  # the encoder shown first
     tabs: gr.Tabs | None = None  # the page's tabs (an event may open another tab)
+    link_message: gr.Markdown | None = None  # where a link that cannot be opened says why
     published: dict[str, dict[str, Any]] = field(default_factory=dict)  # components earlier tabs offer, by tab name
 
     @property

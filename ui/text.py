@@ -120,3 +120,8 @@ API" below; {mine} for your own photos) is also an MCP server at `/gradio_api/mc
 
 DOMINOES_HINT = ("*Click a photo above, or a point on the map, to see its neighbourhood: the photos both encoders "
                  "put among its 10 nearest, and those only one of them does.*")
+
+
+def link_problem(reason: str) -> str:
+    """The one message a link that cannot be opened gets."""
+    return f"⚠️ **This link cannot be opened.** {reason}"

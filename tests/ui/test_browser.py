@@ -373,3 +373,47 @@ def test_search_and_compare_results_download_as_csv_and_json(server, browser, tm
         mine = [(int(r["rank"]), r["landmark"]) for r in rows if r["encoder"] == name]
         assert mine == _shown(browser, f"compare-{name}") and len(mine) == 6
     assert [r["encoder"] for r in json.loads(files["json"])] == [r["encoder"] for r in rows]
+
+
+def test_a_link_reopens_a_search_on_search_or_compare_and_a_bad_link_says_why(server, browser, app_work):
+    """`?photo=<gallery path>&encoder=<name>` opens Search with that photo first under that encoder; its Copy link
+    gives that very link; `&tab=compare` fills the three columns; a link to a photo the gallery lacks or to an
+    unknown encoder opens the page with one message; one naming a private gallery's folder is refused outright."""
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    photo = "train/01.Blue_Circles/01_train_2.jpg"
+    link = server + "?" + urlencode({"photo": photo, "encoder": "transfer"})
+    browser.get(link)
+    wait = _wait_ready(browser)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 9)
+    assert browser.find_element(By.CSS_SELECTOR, "#encoder input[value=transfer]").is_selected()
+    assert _first_result_path(browser, wait) == photo
+    assert browser.find_element(By.ID, "link-message").text.strip() == ""
+    browser.execute_script("window.__copied = null; "
+                           "navigator.clipboard.writeText = async t => { window.__copied = t; };")
+    browser.find_element(By.ID, "copy-link").click()
+    wait.until(lambda d: d.execute_script("return window.__copied"))
+    assert browser.execute_script("return window.__copied") == link
+
+    browser.get(server + "?" + urlencode({"photo": photo, "encoder": "scratch", "tab": "compare"}))
+    wait = _wait_ready(browser)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+    assert "Blue Circles" in browser.find_element(By.ID, "compare-transfer").text
+
+    for params, says in (({"photo": "train/nowhere.jpg", "encoder": "transfer"}, "is not a photo of"),
+                         ({"photo": "train/01.Blue_Circles/01_train_2.jpg/../../x.jpg"}, "is not a photo of"),
+                         ({"photo": photo, "encoder": "nope"}, "does not have")):
+        browser.get(server + "?" + urlencode(params))
+        wait = _wait_ready(browser)
+        wait.until(lambda d: "cannot be opened" in d.find_element(By.ID, "link-message").text)
+        message = browser.find_element(By.ID, "link-message").text
+        assert says in message and "Traceback" not in message, message
+        assert not browser.find_elements(By.CSS_SELECTOR, "#results img")
+    # a link naming a private gallery's folder: the guard answers 404 before the app sees it (the page and every
+    # event carry the page's query), so nothing of it is read or served
+    private = str(app_work / "sessions" / "0123abcd" / "index" / "thumbnails" / "x.jpg")
+    r = httpx.get(server + "?" + urlencode({"photo": private, "encoder": "pretrained"}))
+    assert r.status_code == 404 and r.text == "Not found."
