@@ -42,7 +42,7 @@ def open_link(shared: Shared, ui: SimpleNamespace, request: gr.Request) -> dict:
     params = dict(getattr(request, "query_params", None) or {})
     photo, encoder, tab = params.get("photo"), params.get("encoder"), params.get("tab", "")
     if not photo and not encoder:
-        return {}
+        return {ui.message: gr.skip()}  # Gradio needs at least one output named
     view = shared.site.landmarks  # a link names a photo of the landmark gallery, never a visitor's
     try:
         if not photo:

@@ -379,10 +379,17 @@ def test_a_link_reopens_a_search_on_search_or_compare_and_a_bad_link_says_why(se
     """`?photo=<gallery path>&encoder=<name>` opens Search with that photo first under that encoder; its Copy link
     gives that very link; `&tab=compare` fills the three columns; a link to a photo the gallery lacks or to an
     unknown encoder opens the page with one message; one naming a private gallery's folder is refused outright."""
+    import time
     from urllib.parse import urlencode
 
     from selenium.webdriver.common.by import By
 
+    browser.get(server)  # a page without a link: its load event says nothing, and fails on nothing
+    wait = _wait_ready(browser)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query-image input[type=file]"))
+    time.sleep(3)  # the load event has answered by now (it does no work without a link)
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
+    assert browser.find_element(By.ID, "link-message").text.strip() == ""
     photo = "train/01.Blue_Circles/01_train_2.jpg"
     link = server + "?" + urlencode({"photo": photo, "encoder": "transfer"})
     browser.get(link)
