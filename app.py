@@ -17,7 +17,7 @@ from search.pipeline.assets import fetch as fetch_assets
 from search.private.visitor import PrivateFiles
 from search.serving.engine import SearchEngine
 from ui.mapview import allowed_files
-from ui.root import build_demo
+from ui.root import PAGE_CSS, build_demo
 
 
 def get_args() -> argparse.Namespace:
@@ -58,7 +58,7 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     demo.launch(server_name=host, server_port=port, share=share,
                 max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
                 blocked_paths=blocked, show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]},
-                num_workers=0, **kw)
+                num_workers=0, css=PAGE_CSS, **kw)
     return demo
 
 

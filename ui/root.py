@@ -16,6 +16,7 @@ from ui.site import LANDMARKS, MINE, Site
 from ui.tab import Shared, Tab
 
 TABS = (search_tab, compare_tab, study_tab, mine_tab, how_tab)  # in page order; each module's build(shared) -> Tab
+PAGE_CSS = (Path(__file__).parent / "static" / "page.css").read_text()  # the page's own rules (phones)
 
 
 def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:

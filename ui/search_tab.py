@@ -211,7 +211,7 @@ def _query_column(shared: Shared, view: GalleryView) -> SimpleNamespace:
 
 
 def _results_column(ui: SimpleNamespace, view: GalleryView, default: str) -> None:
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         ui.found = gr.Markdown(elem_id="verdict")
         ui.copy = gr.Button("Copy link", size="sm", scale=0, min_width=110, elem_id="copy-link")
         gr.DeepLinkButton(size="sm", scale=0, visible=on_public_url(), elem_id="share-link")

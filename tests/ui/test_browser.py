@@ -424,3 +424,32 @@ def test_a_link_reopens_a_search_on_search_or_compare_and_a_bad_link_says_why(se
     private = str(app_work / "sessions" / "0123abcd" / "index" / "thumbnails" / "x.jpg")
     r = httpx.get(server + "?" + urlencode({"photo": private, "encoder": "pretrained"}))
     assert r.status_code == 404 and r.text == "Not found."
+
+
+def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(server, browser, tmp_path):
+    """At 390x844: the photo box, the encoder, the results in two columns and the map no wider than the screen."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(2, np.random.default_rng(51)).save(photo)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    try:
+        browser.get(server)
+        wait = _wait_ready(browser)
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(
+            str(photo))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")) == 9)
+        wait.until(_map_drawn)
+        rect = "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];"
+        items = [browser.execute_script(rect, e) for e in
+                 browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[:3]]
+        assert abs(items[0][1] - items[1][1]) < 2 and items[2][1] > items[0][3] - 2  # two per row, the third below
+        assert (items[1][2] - items[0][0]) > 390 * 0.6  # two columns across most of the screen
+        for selector in ("#query-image", "#encoder", "#results", "#map .ll-map-plot"):
+            left, _, right, _ = browser.execute_script(rect, browser.find_element(By.CSS_SELECTOR, selector))
+            assert left >= 0 and right <= 390 + 1, (selector, left, right)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390 + 1
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
