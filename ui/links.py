@@ -24,6 +24,11 @@ COPY_LINK = ("(query) => {\n  if (!query) { alert(" + json.dumps(NO_LINK) + "); 
              "  navigator.clipboard.writeText(url.toString()); return [];\n}")
 
 
+OPEN_IF_LINKED = ("() => { const q = new URLSearchParams(window.location.search);"
+                  " if (q.has('photo') || q.has('encoder') || q.has('tab'))"
+                  " setTimeout(() => document.querySelector('#open-link')?.click(), 0); return []; }")
+
+
 def on_public_url() -> bool:
     """Whether the app runs where Gradio's own deep links work: a Space (SPACE_ID is set there)."""
     return bool(os.environ.get("SPACE_ID"))
@@ -42,7 +47,7 @@ def open_link(shared: Shared, ui: SimpleNamespace, request: gr.Request) -> dict:
     params = dict(getattr(request, "query_params", None) or {})
     photo, encoder, tab = params.get("photo"), params.get("encoder"), params.get("tab", "")
     if not photo and not encoder:
-        return {ui.message: gr.skip()}  # Gradio needs at least one output named
+        return {ui.message: gr.skip()}  # Gradio needs at least one output named (a link with only ?tab=)
     view = shared.site.landmarks  # a link names a photo of the landmark gallery, never a visitor's
     try:
         if not photo:
@@ -80,4 +85,8 @@ def wire(demo: gr.Blocks, shared: Shared, message: gr.Markdown) -> None:
     def on_load(request: gr.Request):
         return open_link(shared, ui, request)
 
-    demo.load(on_load, None, outputs, show_progress="hidden", **api.UI_ONLY)
+    # Only a page opened from a link runs the Python side: an event that names the tabs' outputs and leaves them
+    # unchanged still makes the front end redraw them (the maps lost their props), so a plain load must not run one.
+    opener = gr.Button(visible="hidden", elem_id="open-link")
+    opener.click(on_load, None, outputs, show_progress="hidden", **api.UI_ONLY)
+    demo.load(None, None, None, js=OPEN_IF_LINKED, **api.UI_ONLY)
