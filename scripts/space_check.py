@@ -19,6 +19,7 @@ import argparse
 import fnmatch
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def start(port: int, env: dict, log: Path, timeout: float = 240) -> subprocess.P
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-c", GUARDED_APP, "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -173,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         port = a.port if a.port else free_port()
         log = home / "app.log"
         proc = start(port, env, log)
+        for _ in range(60):  # the launch line follows the page's first answer by a moment
+            if "Running on local URL" in log.read_text():
+                break
+            time.sleep(0.5)
         ssr = "with SSR" in log.read_text()
         results.append(("app under ZeroGPU and SSR", ssr, f"http://127.0.0.1:{port}/" + (
             ", behind Gradio's Node proxy" if ssr else ": Gradio started without SSR (is Node.js installed?)")))
@@ -188,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(("every model call inside spaces.GPU", guard, "the guard never fired" if guard else
                         "see the log: a model ran outside a GPU call or failed inside one"))
     finally:
-        if proc is not None:
-            proc.terminate()
+        if proc is not None:  # the app and its Node proxy: the whole process group
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         if not a.keep:
             shutil.rmtree(home, ignore_errors=True)
