@@ -38,17 +38,9 @@ REPO = "space-check/demo-assets"
 GUARDED_APP = r"""
 import runpy, sys
 import spaces  # first, as on ZeroGPU
-import torch
+import layer_guard
 
-def guarded(forward):
-    def call(self, *args, **kwargs):
-        if not spaces.inside_gpu():
-            raise RuntimeError(f"{type(self).__name__} ran outside a spaces.GPU call")
-        return forward(self, *args, **kwargs)
-    return call
-
-for layer in (torch.nn.Conv2d, torch.nn.Linear):  # every encoder is made of these
-    layer.forward = guarded(layer.forward)
+layer_guard.install()
 sys.argv = ["app.py", *sys.argv[1:]]
 runpy.run_path("app.py", run_name="__main__")
 """
