@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -60,6 +61,18 @@ def _wait_ready(browser):
     return WebDriverWait(browser, 90)
 
 
+@contextlib.contextmanager
+def _viewport(browser, width: int, height: int, mobile: bool = False):
+    """The page seen on a screen of exactly width x height CSS pixels (a phone's at twice the pixel density)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                                     "deviceScaleFactor": 2 if mobile else 1,
+                                                                     "mobile": mobile})
+    try:
+        yield
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def _map_drawn(d) -> bool:
     from selenium.webdriver.common.by import By
 
@@ -113,9 +126,7 @@ def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browse
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(1, np.random.default_rng(31)).save(photo)
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-    try:
+    with _viewport(browser, 1400, 900):
         browser.get(server)
         wait = _wait_ready(browser)
         tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
@@ -132,8 +143,6 @@ def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browse
             first = browser.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")[0]
             y = browser.execute_script(top, first)
             assert agreement < y < 900, (name, y)
-    finally:
-        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_compare_tab_in_the_browser(server, browser, tmp_path):
@@ -433,9 +442,7 @@ def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(2, np.random.default_rng(51)).save(photo)
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
-    try:
+    with _viewport(browser, 390, 844, mobile=True):
         browser.get(server)
         wait = _wait_ready(browser)
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(
@@ -451,5 +458,3 @@ def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(
             left, _, right, _ = browser.execute_script(rect, browser.find_element(By.CSS_SELECTOR, selector))
             assert left >= 0 and right <= 390 + 1, (selector, left, right)
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390 + 1
-    finally:
-        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
