@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from search import config
 from search.errors import LandmarkError
 from search.index import thumbs_dir
+from search.photos.web import WebPhotoRules
 from search.pipeline.assets import fetch as fetch_assets
 from search.private.visitor import PrivateFiles
 from search.serving.engine import SearchEngine
@@ -41,9 +42,9 @@ def get_args() -> argparse.Namespace:
 
 def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
            data_dir: Path = config.DEFAULT_DATA_DIR, work_dir: Path = config.APP_WORK_DIR,
-           mcp_server: bool = config.MCP_SERVER, **kw) -> gr.Blocks:
+           mcp_server: bool = config.MCP_SERVER, web: WebPhotoRules = WebPhotoRules(), **kw) -> gr.Blocks:
     """Build, queue and start the app (with its MCP server unless turned off); returns the running Blocks."""
-    demo = build_demo(engine, data_dir, work_dir)
+    demo = build_demo(engine, data_dir, work_dir, web)
     demo.queue(default_concurrency_limit=2, max_size=64)
     allowed = [str(thumbs_dir(engine.index_root).resolve()),
                str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),

@@ -47,7 +47,9 @@ THUMBNAIL_SIZE = 256            # longest side of a gallery thumbnail
 THUMBNAIL_QUALITY = 85
 MIN_IMAGE_SIDE = 16             # smaller than this is not a photo
 MAX_IMAGE_PIXELS = 64_000_000   # decompression-bomb guard (PIL's default is ~89M)
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024   # one photo
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024   # one photo (an upload, or one fetched from a web address)
+PHOTO_URL_TIMEOUT_SECONDS = 10  # a web address that has not answered by then will not: say so while they wait
+PHOTO_URL_MAX_REDIRECTS = 5     # enough for a CDN and a short link
 # torchvision's list plus what phones write (HEIC/HEIF via pillow-heif, AVIF natively in Pillow >= 11.3)
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif",
                     ".heic", ".heif", ".avif")

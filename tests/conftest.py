@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import sys
@@ -135,6 +136,74 @@ def app_work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("app-work")
 
 
+PHOTO_HOST_PHOTO = "train/00.Red_Stripes/00_train_3.jpg"  # the dataset photo the photo host serves
+
+
+@pytest.fixture(scope="session")
+def photo_host(dataset):
+    """A web server on this machine standing in for a public photo host, reached as http://localhost:PORT/ (a host
+    only the tests' apps trust; by 127.0.0.1 it is the loopback address every fetch must refuse): /photo.jpg,
+    /notes.txt, /huge.jpg (a declared length over 20 MB), /endless.jpg (no length, streams past 20 MB),
+    /slow.jpg (answers after 3 s), /to-loopback (a redirect to 127.0.0.1) and 404s."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    photo = (dataset / PHOTO_HOST_PHOTO).read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, body: bytes, kind: str = "image/jpeg", length: int | None = None):
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            port = self.server.server_address[1]
+            if self.path == "/photo.jpg":
+                self._send(photo)
+            elif self.path == "/notes.txt":
+                self._send(b"not a photo at all", "text/plain")
+            elif self.path == "/huge.jpg":
+                self._send(photo, length=config.MAX_UPLOAD_BYTES + 1)
+            elif self.path == "/endless.jpg":
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.end_headers()
+                chunk = photo + bytes(2**20)
+                with contextlib.suppress(OSError):
+                    for _ in range(config.MAX_UPLOAD_BYTES // len(chunk) + 2):
+                        self.wfile.write(chunk)
+            elif self.path == "/slow.jpg":
+                time.sleep(3)
+                with contextlib.suppress(OSError):
+                    self._send(photo)
+            elif self.path == "/to-loopback":
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{port}/photo.jpg")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_error(404)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://localhost:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def trusting_localhost(**changes):
+    """The web-photo rules of the tests' apps: the Hub's hosts and the tests' photo host (localhost) trusted."""
+    from search.photos.web import TRUSTED_HOSTS, WebPhotoRules
+
+    return WebPhotoRules(**{"trusted_hosts": (*TRUSTED_HOSTS, "localhost"), **changes})
+
+
 @pytest.fixture(scope="session")
 def server(built, trained, dataset, app_work):
     """The app over the built indexes, with examples, served once for the whole session."""
@@ -145,7 +214,7 @@ def server(built, trained, dataset, app_work):
     write_examples(dataset, built, n=3)
     port = free_port()
     demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=app_work, prevent_thread_lock=True,
-                      quiet=True)
+                      quiet=True, web=trusting_localhost())
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -15,7 +15,7 @@ from search.models.encoders import REGISTRY
 from search.photos.images import open_image
 from search.serving.engine import Hit
 from ui import api, text
-from ui.components import PhotoInput, UrlFiles
+from ui.components import PhotoInput, UrlFiles, on_photo_url, photo_url_box
 from ui.figures import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
 from ui.mapview import MapView
 from ui.tab import Shared, Tab
@@ -153,8 +153,10 @@ def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
     # The first screen holds the photo, the controls and the examples beside it, then the agreement line and the
     # tops of the three columns; the retrieval table goes below them.
     with gr.Row():
-        ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"], height=220,
-                              elem_id="compare-image")
+        with gr.Column():
+            ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],
+                                  height=220, elem_id="compare-image")
+            ui.url = photo_url_box("compare-url", compact=True)
         with gr.Column():
             with gr.Row():
                 ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=config.COMPARE_TOP_K_DEFAULT, step=1,
@@ -196,6 +198,8 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     ui.button.click(route(compare), query, outputs, api_name=api.COMPARE).success(**files)
     ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private).success(
         **files)
+    on_photo_url(ui.url, ui.image, shared.web).success(
+        lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private).success(**files)
     if ui.examples is not None:
         ui.examples.load_input_event.then(functools.partial(example_known, shared.examples), ui.examples.dataset,
                                           ui.known, **private).then(route(compare), query, outputs,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
 from gradio import route_utils
 from gradio.data_classes import FileData, ImageData, ListFiles
+from PIL import Image
 
 from search import config
 from search.errors import BadImageError
 from search.photos.images import open_image
+from search.photos.web import WebPhotoRules, fetch_photo
+from ui import api
 
 
 class PhotoInput(gr.Image):
@@ -39,6 +43,27 @@ class PhotoInput(gr.Image):
         if Path(payload.orig_name or "").suffix.lower() == ".gif":
             gr.Info("Animated or not, a GIF is searched by its first frame.")
         return image
+
+
+def photo_url_box(elem_id: str, compact: bool = False) -> gr.Textbox:
+    """The field beside a photo box that takes a photo's web address instead of a file (`compact`: the label
+    inside the field, where the first screen is short of height)."""
+    label = "…or a photo's web address"
+    return gr.Textbox(label=label, show_label=not compact, max_lines=1, submit_btn="Fetch", elem_id=elem_id,
+                      placeholder=f"{label} (https://…)" if compact else "https://…/photo.jpg")
+
+
+async def photo_from_url(rules: WebPhotoRules, url: str) -> Image.Image:
+    """A photo box's new value, fetched from the address in its field (by the server, within `rules`)."""
+    try:
+        return await fetch_photo(url, rules)
+    except BadImageError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def on_photo_url(box: gr.Textbox, image: gr.Image, rules: WebPhotoRules):
+    """The field's Enter or Fetch puts the photo at its address into the photo box; chain the search with .success."""
+    return box.submit(functools.partial(photo_from_url, rules), box, image, show_progress="minimal", **api.UI_ONLY)
 
 
 class UrlImage(gr.Image):

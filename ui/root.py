@@ -10,6 +10,7 @@ import gradio as gr
 from search import config
 from search.index import list_examples
 from search.models.encoders import REGISTRY
+from search.photos.web import WebPhotoRules
 from search.serving.engine import SearchEngine
 from ui import api, compare_tab, how_tab, links, mine_tab, search_tab, study_tab, text
 from ui.site import LANDMARKS, MINE, Site
@@ -19,7 +20,7 @@ TABS = (search_tab, compare_tab, study_tab, mine_tab, how_tab)  # in page order;
 PAGE_CSS = (Path(__file__).parent / "static" / "page.css").read_text()  # the page's own rules (phones)
 
 
-def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
+def _header(site: Site, engine: SearchEngine, data_dir: Path, web: WebPhotoRules) -> Shared:
     gr.Markdown(text.INTRO)
     banner = text.missing_banner(engine, data_dir)
     if banner:
@@ -32,7 +33,7 @@ def _header(site: Site, engine: SearchEngine, data_dir: Path) -> Shared:
     pick = gr.Radio([(f"Landmark gallery ({n:,} photos)" if n else "Landmark gallery", LANDMARKS),
                      ("Your photos", MINE)], value=LANDMARKS, label="Gallery", elem_id="gallery-source")
     return Shared(site, source, mine, pick, list_examples(engine.index_root),
-                  default=next(iter(engine.backends), next(iter(REGISTRY))), link_message=link_message)
+                  default=next(iter(engine.backends), next(iter(REGISTRY))), link_message=link_message, web=web)
 
 
 def _wire_switch(shared: Shared, tabs: list[Tab]) -> None:
@@ -57,11 +58,12 @@ def _wire_switch(shared: Shared, tabs: list[Tab]) -> None:
 
 
 def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
-               work_dir: Path = config.APP_WORK_DIR) -> gr.Blocks:
-    """The Blocks UI over a loaded engine; `demo.site` holds the galleries (launch guards their files with it)."""
+               work_dir: Path = config.APP_WORK_DIR, web: WebPhotoRules = WebPhotoRules()) -> gr.Blocks:
+    """The Blocks UI over a loaded engine; `demo.site` holds the galleries (launch guards their files with it);
+    `web` bounds fetching a visitor's photo from a web address."""
     site = Site(engine, work_dir)
     with gr.Blocks(title="Landmark Lens", delete_cache=(3600, 3600)) as demo:
-        shared = _header(site, engine, data_dir)
+        shared = _header(site, engine, data_dir, web)
         with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab") as shared.tabs:
             tabs = []
             for tab in TABS:

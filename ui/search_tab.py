@@ -12,7 +12,7 @@ from search.errors import LandmarkError
 from search.photos.images import open_image
 from search.serving.engine import Hit
 from ui import api, text
-from ui.components import PhotoInput, UrlFiles, UrlImage
+from ui.components import PhotoInput, UrlFiles, UrlImage, on_photo_url, photo_url_box
 from ui.figures import hit_details, hits_json, map_value
 from ui.links import COPY_LINK, link_query, on_public_url
 from ui.mapview import MapView
@@ -191,6 +191,7 @@ def _query_column(shared: Shared, view: GalleryView) -> SimpleNamespace:
     ui = SimpleNamespace()
     ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"], height=300,
                           elem_id="query-image")
+    ui.url = photo_url_box("query-url")
     ui.encoder = gr.Radio(view.choices(), value=shared.default, label="Encoder", elem_id="encoder")
     ui.info = gr.Markdown(view.info(shared.default), elem_id="encoder-info")
     ui.top_k = gr.Slider(1, config.TOP_K_MAX, value=config.TOP_K_DEFAULT, step=1, label="Top-k results",
@@ -246,6 +247,8 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
         **files)
     ui.mine_button.click(route(search_mine, source=MINE), [*query, shared.mine], outputs, api_name=api.SEARCH_MINE)
     ui.image.upload(route(search), [*query, *ctx], outputs, **private).success(**hide_detail).success(**files)
+    on_photo_url(ui.url, ui.image, shared.web).success(
+        route(search), [*query, *ctx], outputs, **private).success(**hide_detail).success(**files)
     for event in (ui.encoder.change, ui.top_k.release):
         event(route(refresh), [ui.image, ui.query_path, ui.encoder, ui.top_k, *ctx], outputs, **private).success(
             **hide_detail).success(**files)

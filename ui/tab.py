@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from search.photos.web import WebPhotoRules
 from ui.site import Site
 from ui.view import GalleryView
 
@@ -26,6 +27,7 @@ class Shared:
     default: str  # the encoder shown first
     tabs: gr.Tabs | None = None  # the page's tabs (an event may open another tab)
     link_message: gr.Markdown | None = None  # where a link that cannot be opened says why
+    web: WebPhotoRules = WebPhotoRules()  # what fetching a photo from a visitor's web address may do
     published: dict[str, dict[str, Any]] = field(default_factory=dict)  # components earlier tabs offer, by tab name
 
     @property

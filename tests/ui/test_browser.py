@@ -458,3 +458,41 @@ def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(
             left, _, right, _ = browser.execute_script(rect, browser.find_element(By.CSS_SELECTOR, selector))
             assert left >= 0 and right <= 390 + 1, (selector, left, right)
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390 + 1
+
+
+def test_a_photo_from_a_web_address_is_searched_and_compared_and_a_loopback_address_is_refused(server, browser,
+                                                                                                photo_host):
+    """Search and Compare take a photo's web address: the server fetches it (from the tests' photo host, a host only
+    the tests' app trusts) and searches it; the same host by its loopback address is refused with the message."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from tests.conftest import PHOTO_HOST_PHOTO
+
+    def enter(elem_id: str, url: str) -> None:
+        box = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(url, Keys.ENTER)
+
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query-url textarea, #query-url input"))
+    enter("query-url", f"{photo_host}/photo.jpg")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 9)
+    assert _first_result_path(browser, wait) == PHOTO_HOST_PHOTO  # the fetched photo itself, found first
+    assert browser.find_elements(By.CSS_SELECTOR, "#query-image img")  # and shown in the photo box
+
+    port = photo_host.rsplit(":", 1)[1]
+    enter("query-url", f"http://127.0.0.1:{port}/photo.jpg")
+    wait.until(lambda d: "not a public address" in " ".join(
+        t.text for t in d.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")))
+
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
+    tab[0].click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-url textarea, #compare-url input").is_displayed())
+    enter("compare-url", f"{photo_host}/photo.jpg")
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
+    assert "Do the encoders agree" in browser.find_element(By.ID, "agreement").text
