@@ -69,6 +69,16 @@ class Encoder:
         """Last conv feature map -> (N, dim) embeddings before normalisation (differentiable)."""
         return self._from_maps(maps)
 
+    def maps_and_embedding(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Callable]:
+        """For heatmaps (call with gradients on): the last spatial feature map in the graph, the (N, dim) embeddings
+        before normalisation computed from it, and what makes that map or its gradient an (N, C, h, w) grid."""
+        maps_and_features = getattr(self.trunk, "maps_and_features", None)
+        if maps_and_features is not None:  # a library trunk: the map is read by a hook during the whole pass
+            maps, feats = maps_and_features(batch.to(config.device()).requires_grad_(True))
+            return maps, self.head(feats), self.trunk.to_grid
+        maps = self.conv_maps(batch).detach().float().requires_grad_(True)
+        return maps, self.embed_from_maps(maps), lambda t: t
+
     def embed_trunk_features(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, trunk dim) features of this encoder's trunk -> (N, dim) unit vectors."""
         with torch.inference_mode():
@@ -236,4 +246,4 @@ class EncoderStore:
 
 def trunk_label(name: str | None) -> str:
     """Display label of a trunk name."""
-    return TRUNKS[name].label if name in TRUNKS else "-"
+    return TRUNKS[name].label if name in TRUNKS else (name or "-")

