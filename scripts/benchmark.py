@@ -27,7 +27,7 @@ PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PART
          **study.PARTS, **quality.PARTS}
 
 
-def get_args() -> argparse.Namespace:
+def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--weights", type=Path, default=None, help="real VGG16 weights (default: random init)")
@@ -42,11 +42,11 @@ def get_args() -> argparse.Namespace:
     p.add_argument("--train-data", type=Path, default=None, help="dataset (train/ split) of the training rows "
                                                                  "(default: generated photos)")
     p.add_argument("--only", nargs="+", choices=list(PARTS))
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    a = get_args()
+def main(argv: list[str] | None = None) -> None:
+    a = get_args(argv)
     started = time.time()
     tqdm.write(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                f"torch {torch.__version__}")

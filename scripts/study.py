@@ -4,10 +4,10 @@ separation, per-landmark figures and confusions from the evaluations; saved next
 import argparse
 import time
 
-from search import study_store
 from search.errors import LandmarkError
 from search.pipeline.cli import add_index_dir, run
 from search.pipeline.prepare import loadable_indexes
+from search.study import store as study_store
 
 
 def main(argv: list[str] | None = None) -> int:

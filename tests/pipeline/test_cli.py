@@ -2,7 +2,9 @@
 
 import json
 
-from tests.conftest import run_cli, run_script
+import pytest
+
+from tests.conftest import ROOT, run_cli, run_script
 
 
 def test_train_build_query_evaluate(dataset, tmp_path):
@@ -42,3 +44,19 @@ def test_cli_errors_are_one_line(tmp_path):
     bad.write_text("just text")
     r = run_cli("scripts/query.py", "--index-dir", tmp_path, "--encoder", "scratch", "--image", bad)
     assert r.returncode == 2 and "not an image" in r.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py") if p.name != "__init__.py"))
+def test_every_script_imports_and_shows_its_help(script):
+    r = run_cli(f"scripts/{script}", "--help")
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]
+
+
+def test_study_cli_compares_the_built_indexes(built, tmp_path):
+    import shutil
+
+    root = tmp_path / "indexes"
+    shutil.copytree(built, root)
+    r = run_script("scripts/study.py", "--index-dir", root)  # as typed: the CLI's own process
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "study of scratch, pretrained, transfer" in r.stdout and "agreement scratch" in r.stdout
