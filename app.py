@@ -13,6 +13,8 @@ from starlette.middleware import Middleware
 from search import config
 from search.errors import LandmarkError
 from search.index import thumbs_dir
+from search.models.encoder_file import ENV as ENCODERS_ENV
+from search.models.encoders import use_encoders
 from search.photos.web import WebPhotoRules
 from search.pipeline.assets import fetch as fetch_assets
 from search.private.visitor import PrivateFiles
@@ -36,6 +38,8 @@ def get_args() -> argparse.Namespace:
     p.add_argument("--assets", default=os.environ.get(config.ASSETS_ENV) or None, metavar="OWNER/NAME[@REV]",
                    help="fetch the prepared indexes and checkpoints from this Hub model repo "
                         f"(env {config.ASSETS_ENV})")
+    p.add_argument("--encoders", type=Path, default=None, metavar="FILE",
+                   help=f"the encoders to compare, a TOML file (default: ${ENCODERS_ENV}, else encoders.toml)")
     p.add_argument("--share", action="store_true")
     return p.parse_args()
 
@@ -65,6 +69,10 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
 
 if __name__ == "__main__":
     args = get_args()
+    try:
+        use_encoders(args.encoders)
+    except LandmarkError as exc:  # a file that cannot be used: one line, no app
+        raise SystemExit(f"error: {exc}") from None
     if args.gallery is not None:
         from search.pipeline.cli import run
         from search.pipeline.prepare import gallery_index_dir, prepare_gallery, summary_table

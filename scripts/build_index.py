@@ -6,10 +6,11 @@ import json
 from search import config
 from search.indexing.runner import ENGINES, build_index
 from search.models.encoders import EncoderStore
-from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run
+from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run, use_encoders_of
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     add_encoder(p)
     add_data_dir(p)

@@ -12,7 +12,7 @@ from search.evaluation.closed_set import evaluate, save_evaluation
 from search.evaluation.open_set import evaluate_open_set, save_open_set
 from search.index import EVAL, read_manifest
 from search.models.encoders import EncoderStore
-from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run
+from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run, use_encoders_of
 from search.pipeline.prepare import study_step
 from search.serving.engine import open_backend
 
@@ -28,6 +28,7 @@ def trunk_in_use(index_dir: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     add_data_dir(p)
     add_index_dir(p)

@@ -4,12 +4,13 @@ import argparse
 from pathlib import Path
 
 from search import config
-from search.models.encoders import REGISTRY, TRAINABLE
-from search.pipeline.cli import add_data_dir, add_index_dir, add_model_args, run
+from search.models.encoders import REGISTRY, trainable
+from search.pipeline.cli import add_data_dir, add_index_dir, add_model_args, run, use_encoders_of
 from search.pipeline.prepare import prepare, summary_table
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     add_data_dir(p)
     src = p.add_mutually_exclusive_group()
@@ -18,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--url", default=config.DATASET_URL, help="where to download the dataset zip from")
     add_index_dir(p)
     add_model_args(p)
-    for name in TRAINABLE:  # --scratch-epochs, --transfer-epochs: defaults from each encoder's spec
+    for name in trainable():  # --scratch-epochs, --transfer-epochs: defaults from each encoder's spec
         p.add_argument(f"--{name}-epochs", type=int, default=REGISTRY[name].epochs)
     a = p.parse_args(argv)
     results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
-                             a.trunk, {n: getattr(a, f"{n}_epochs") for n in TRAINABLE}, url=a.url)
+                             a.trunk, {n: getattr(a, f"{n}_epochs") for n in trainable()}, url=a.url)
     print()
     print(summary_table(results))
     for note in notes:

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from search import config
 from search.errors import LandmarkError
-from search.pipeline.assets import CHECKPOINTS, INDEXES, PUBLISHED, AssetRepo
-from search.pipeline.cli import add_index_dir, run
+from search.pipeline.assets import CHECKPOINTS, INDEXES, AssetRepo, published
+from search.pipeline.cli import add_index_dir, run, use_encoders_of
 from search.pipeline.prepare import loadable_indexes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repo", required=True, help="OWNER/NAME of the Hub model repo (created if missing)")
     add_index_dir(p)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         api.create_repo(repo.repo_id, repo_type="model", private=a.private, exist_ok=True)
         commits = []
         for folder, name in ((a.index_dir, INDEXES), (a.checkpoint_dir, CHECKPOINTS)):
-            patterns = [pat.split("/", 1)[1] for pat in PUBLISHED if pat.startswith(name + "/")]
+            patterns = [pat.split("/", 1)[1] for pat in published() if pat.startswith(name + "/")]
             info = api.upload_folder(repo_id=repo.repo_id, repo_type="model", folder_path=folder, path_in_repo=name,
                                      allow_patterns=patterns, commit_message=f"Landmark Lens: {name}/ from {folder}")
             commits.append(info.oid)

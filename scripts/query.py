@@ -6,11 +6,12 @@ from pathlib import Path
 
 from search import config
 from search.photos.images import open_image
-from search.pipeline.cli import add_encoder, add_index_dir, add_model_args, run
+from search.pipeline.cli import add_encoder, add_index_dir, add_model_args, run, use_encoders_of
 from search.serving.engine import SearchEngine
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     add_index_dir(p)
     add_encoder(p)

@@ -30,7 +30,7 @@ from pathlib import Path
 from search import config
 from search.errors import LandmarkError
 from search.index import thumbs_dir
-from search.pipeline.assets import PUBLISHED, fetch
+from search.pipeline.assets import fetch, published
 from search.pipeline.cli import add_index_dir, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def published_files(index_dir: Path, checkpoint_dir: Path) -> dict[str, bytes]:
     for base, prefix in ((index_dir, "indexes"), (checkpoint_dir, "checkpoints")):
         for f in sorted(Path(base).rglob("*")):
             rel = f"{prefix}/{f.relative_to(base).as_posix()}"
-            if f.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in PUBLISHED):
+            if f.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in published()):
                 files[rel] = f.read_bytes()
     return files
 

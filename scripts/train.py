@@ -5,15 +5,15 @@ import dataclasses
 from pathlib import Path
 
 from search import config
-from search.models.encoders import TRAINABLE, EncoderStore, spec
+from search.models.encoders import EncoderStore, spec, trainable
 from search.models.training import train_encoder
-from search.pipeline.cli import add_data_dir, add_model_args, run
+from search.pipeline.cli import add_data_dir, add_model_args, run, use_encoders_of
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     d = config.TrainConfig()
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--encoder", required=True, choices=TRAINABLE)
+    p.add_argument("--encoder", required=True, choices=trainable())
     add_data_dir(p)
     p.add_argument("--epochs", type=int, default=None, help="default: the encoder spec's")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default: <checkpoint-dir>/<name>.pt)")
@@ -27,12 +27,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_encoders_of(argv)
     a = get_args_parser().parse_args(argv)
     cfg = dataclasses.replace(config.TrainConfig(), batch_size=a.batch_size, lr=a.lr, decode_workers=a.workers,
                               seed=a.seed)
     out = a.out or a.checkpoint_dir / spec(a.encoder).checkpoint
     store = EncoderStore(a.checkpoint_dir, a.weights)
-    kwargs = {"trunk": a.trunk} if spec(a.encoder).uses_trunk else {}
+    kwargs = {"trunk": a.trunk or spec(a.encoder).trunk} if spec(a.encoder).uses_trunk else {}
     result = train_encoder(a.encoder, a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg,
                            fresh=a.fresh, **kwargs)
     print(result.json())

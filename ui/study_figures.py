@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from search import config
@@ -13,6 +14,11 @@ from search.study.compute import dominoes
 
 ENCODER_COLOURS = {"scratch": "#E45756", "pretrained": "#4C78A8", "transfer": "#54A24B"}
 METRICS = {"precision@1": "P@1", "mAP@10": "mAP@10"}
+
+
+def encoder_colour(name: str, position: int) -> str:
+    """The seed encoders' own colours; any other encoder's from the same Tableau 10 palette, by its position."""
+    return ENCODER_COLOURS.get(name) or plotly.colors.qualitative.T10[(position + 3) % 10]
 
 
 def pairs(study: dict) -> list[str]:
@@ -88,7 +94,7 @@ def class_bars(study: dict, metric: str = "precision@1") -> go.Figure | None:
     gap = np.nanmax(table, axis=0) - np.nanmin(table, axis=0)
     order = np.argsort(-gap, kind="stable")
     fig = go.Figure([go.Bar(name=e, x=[names[i] for i in order], y=[v[i] for i in order],
-                            marker_color=ENCODER_COLOURS.get(e)) for e, v in values.items()])
+                            marker_color=encoder_colour(e, j)) for j, (e, v) in enumerate(values.items())])
     fig.update_layout(barmode="group", template="plotly_white", height=420, yaxis_range=[0, 1],
                       margin={"l": 40, "r": 10, "t": 40, "b": 140}, xaxis_tickangle=-45,
                       yaxis_title=f"{METRICS.get(metric, metric)} (test photos)",

@@ -30,7 +30,7 @@ from search import config
 from search.errors import BadIndexError
 from search.index import GalleryIndex, attach_confidence
 from search.indexing.encode_stage import encode_local
-from search.models.encoders import Encoder, EncoderStore, build_scratch, build_transfer
+from search.models.encoders import REGISTRY, Encoder, EncoderStore, build_scratch, build_transfer
 from search.models.training import fit_head, train_scratch, transfer_features, trunk_features
 from search.models.trunks import Trunk
 from search.photos.decode_cache import cache_dir_for
@@ -142,13 +142,14 @@ def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Pho
     """(train, test) unit vectors of encoder `name` for one fold: trained without the held-out landmarks."""
     keep = [i for i in range(len(classes)) if i not in set(held_out.tolist())]
     folder = store.checkpoint_dir / OPEN_SET_DIRNAME
-    if name == "pretrained":
+    role = REGISTRY[name].role
+    if role == "frozen":
         return train.trunk_unit, test.trunk_unit
-    if name == "transfer":
+    if role == "transfer":
         out = folder / f"transfer-{_fold_tag(held_out, classes, cfg.transfer_epochs, trunk.fingerprint)}.pt"
         if not out.is_file():
             fit_head(features.only(keep), out, cfg.transfer_epochs, train_cfg, log=lambda s: None)
-        enc = build_transfer(out, trunk)
+        enc = build_transfer(REGISTRY[name], out, trunk)
         return (enc.embed_trunk_features(torch.from_numpy(train.raw)).numpy(),
                 enc.embed_trunk_features(torch.from_numpy(test.raw)).numpy())
     out = folder / f"scratch-{_fold_tag(held_out, classes, cfg.scratch_epochs)}.pt"
@@ -156,7 +157,7 @@ def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Pho
         log(f"scratch: training the fold model without {len(held_out)} landmarks ({cfg.scratch_epochs} epochs)")
         train_scratch(data_root, out, cfg.scratch_epochs, store, train_cfg, log=lambda s: None,
                       only=[classes[i] for i in keep], cache_dir=cache_dir_for(store.checkpoint_dir))  # decoded once
-    enc: Encoder = build_scratch(out, None)
+    enc: Encoder = build_scratch(REGISTRY[name], out, None)
     return (encode_local(enc, train.paths, None, desc="fold gallery").embeddings,
             encode_local(enc, test.paths, None, desc="fold queries").embeddings)
 
@@ -167,22 +168,30 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
                       workers: int | None = None, trunk_name: str | None = None) -> dict[str, OpenSetResult]:
     """The open-set evaluation of every given encoder (see the module docstring); per encoder its result."""
     classes = find_classes(data_root)
-    trunk_enc = next((e for e in encoders.values() if e.trunk is not None), None)
-    trunk = trunk_enc.trunk if trunk_enc is not None else store.trunk(trunk_name)
+    first = next((e.trunk for e in encoders.values() if e.trunk is not None), None) or store.trunk(trunk_name)
     started = time.perf_counter()
-    log(f"open set: trunk features of the train and test photos ({trunk.label})")
-    train = trunk_photos(trunk, data_root, "train", classes, workers)
-    test = trunk_photos(trunk, data_root, "test", classes, workers)
-    features = None
-    if "transfer" in encoders:
-        features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
-                                     log=lambda s: None)
+    photos: dict[int, tuple[Photos, Photos]] = {}  # per trunk: its features of the train and test photos
+
+    def photos_of(trunk: Trunk) -> tuple[Photos, Photos]:
+        if id(trunk) not in photos:
+            log(f"open set: trunk features of the train and test photos ({trunk.label})")
+            photos[id(trunk)] = (trunk_photos(trunk, data_root, "train", classes, workers),
+                                 trunk_photos(trunk, data_root, "test", classes, workers))
+        return photos[id(trunk)]
+
     fold_sets = {n: class_folds(len(classes), min(n, len(classes)), cfg.seed) for n in {cfg.folds, cfg.scratch_folds}}
     results: dict[str, OpenSetResult] = {}
     for name, encoder in encoders.items():
         t0 = time.perf_counter()
-        folds = fold_sets[cfg.scratch_folds if name == "scratch" else cfg.folds]
-        uses_trunk = name == "transfer"
+        role = REGISTRY[name].role
+        trunk = encoder.trunk or first  # a scratch CNN reads the photos (and their labels) any trunk read
+        train, test = photos_of(trunk)
+        features = None
+        if role == "transfer":
+            features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
+                                         log=lambda s: None)
+        folds = fold_sets[cfg.scratch_folds if role == "scratch" else cfg.folds]
+        uses_trunk = role == "transfer"
         runs = []
         for held_out in folds:
             train_emb, test_emb = _fold_embeddings(name, store, data_root, train, test, classes, held_out, cfg,
@@ -192,7 +201,8 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
         results[name] = _summarise(name, encoder, runs, folds, classes, names, cfg, indexes.get(name), train, test,
                                    time.perf_counter() - t0)
         log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
-    # the trunk as it is on the very queries the trained encoders never saw: what "general" buys
+    # the (first) trunk as it is on the very queries the trained encoders never saw: what "general" buys
+    train, test = photos_of(first)
     baseline = _mean_unseen([_unseen(train.trunk_unit, test.trunk_unit, train, test, np.isin(test.labels, h))
                              for h in fold_sets[cfg.folds]])
     for r in results.values():
@@ -242,9 +252,9 @@ def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.
               "reliability": reliability(p_all, c_all),
               "folds": len(folds), "held_out": [[classes[i] for i in h] for h in folds],
               "features": list(names), "seconds": round(seconds, 1)}
-    if name != "pretrained":
+    if REGISTRY[name].role != "frozen":
         report["unseen"] = _mean_unseen([r.unseen for r in runs])
-        report["fold_epochs"] = cfg.scratch_epochs if name == "scratch" else cfg.transfer_epochs
+        report["fold_epochs"] = cfg.scratch_epochs if REGISTRY[name].role == "scratch" else cfg.transfer_epochs
     trunk_vectors = _row_trunk_vectors(index, name, train, test) if TRUNK_FEATURE in names and index else None
     return OpenSetResult(report, confidence, trunk_vectors)
 

@@ -88,7 +88,7 @@ def _from_features(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: P
                    features: FeatureCache | None) -> dict[str, Encoded] | None:
     """The encoding of photos whose trunk features are kept and whose thumbnails exist: no photo is decoded and
     the trunk does not run (None when any is missing: then everything is read as usual)."""
-    if features is None or encoders[0].trunk is None or not paths:
+    if features is None or encoders[0].trunk is None or not paths or not features.holds_trunk(encoders[0].trunk):
         return None
     started = time.perf_counter()
     names = [thumbnail_name(Path(p).read_bytes()) for p in paths] if thumbs is not None else [None] * len(paths)

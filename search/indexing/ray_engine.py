@@ -23,7 +23,7 @@ import numpy as np
 from search import config
 from search.errors import LandmarkError
 from search.indexing.encode_stage import Encoded
-from search.models.encoders import Encoder, EncoderStore
+from search.models.encoders import Encoder, EncoderStore, use_encoders
 from search.photos.folders import warn_bad
 
 RETRIES = 3
@@ -37,6 +37,7 @@ class EncodeBatch:
 
         torch.set_num_threads(threads)  # Ray starts workers with one thread; use the CPUs this actor reserved
 
+        use_encoders(recipe.get("encoders"))  # the driver's encoders file
         store = EncoderStore(Path(recipe["checkpoint_dir"]), Path(recipe["weights"]) if recipe["weights"] else None)
         self.encoder = store.load(recipe["name"], trunk=recipe["trunk"])
         if self.encoder.fingerprint != fingerprint:

@@ -17,11 +17,13 @@ def save_checkpoint(path: Path, encoder: str, state_dict: dict, **fields) -> Non
     save_torch({"encoder": encoder, "state_dict": state_dict, **fields}, path)
 
 
-def load_checkpoint(path: Path, encoder: str, required: Sequence[str]) -> dict:
-    """Encoder `encoder`'s checkpoint holding every key of `required`, or one clear line saying what to do."""
+def load_checkpoint(path: Path, encoder: str, required: Sequence[str], name: str | None = None) -> dict:
+    """A checkpoint of an `encoder` model (scratch or transfer) holding every key of `required`, or one clear line
+    saying what to do (to train the encoder called `name`, by default `encoder`)."""
+    name = name or encoder
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"No checkpoint at {path}: run scripts/train.py --encoder {encoder} (or scripts/prepare_demo.py).")
+            f"No checkpoint at {path}: run scripts/train.py --encoder {name} (or scripts/prepare_demo.py).")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
@@ -33,5 +35,5 @@ def load_checkpoint(path: Path, encoder: str, required: Sequence[str]) -> dict:
     if missing:
         raise WeightsUnavailableError(f"{path} is not a {encoder} checkpoint of this version "
                                       f"(no {', '.join(missing)}); "
-                                      f"retrain it with scripts/train.py --encoder {encoder}.")
+                                      f"retrain it with scripts/train.py --encoder {name}.")
     return ckpt

@@ -1,8 +1,10 @@
-"""The three encoders (scratch, pretrained, transfer): one registry, one way to load and run them."""
+"""The encoders the app compares (the encoders file's, by default scratch, pretrained and transfer): one registry,
+one way to load and run them."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from torch import nn
 from search import config
 from search.errors import WeightsUnavailableError
 from search.models.checkpoint import load_checkpoint
+from search.models.encoder_file import ENV as ENCODERS_ENV
+from search.models.encoder_file import EncoderFileError, chosen_file, read_encoder_file
 from search.models.networks import (  # noqa: F401
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -135,81 +139,161 @@ def combine(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def build_scratch(ckpt_path: Path, trunk: Trunk | None) -> Encoder:
-    """The scratch CNN from its checkpoint."""
-    ckpt = load_checkpoint(ckpt_path, "scratch", REGISTRY["scratch"].checkpoint_keys)
+def build_scratch(s: EncoderSpec, ckpt_path: Path, trunk: Trunk | None) -> Encoder:
+    """A scratch CNN from its checkpoint."""
+    ckpt = load_checkpoint(ckpt_path, "scratch", s.checkpoint_keys, name=s.name)
     net = ScratchNet(len(ckpt["classes"]), scratch_config(ckpt["arch"]))
     net.load_state_dict(ckpt["state_dict"])
     net.to(config.device()).eval()
-    return Encoder("scratch", "scratch CNN", net.embed_dim, file_fingerprint(ckpt_path),
+    return Encoder(s.name, s.label or f"{s.name} CNN", net.embed_dim, file_fingerprint(ckpt_path),
                    scratch_transform(), net=net, classes=ckpt["classes"])
 
 
-def build_pretrained(ckpt_path: Path | None, trunk: Trunk) -> Encoder:
-    """The ImageNet trunk as it is."""
-    return Encoder("pretrained", f"pretrained - {trunk.label}", trunk.dim, trunk.fingerprint,
-                   trunk.transform, trunk=trunk)
+def build_frozen(s: EncoderSpec, ckpt_path: Path | None, trunk: Trunk) -> Encoder:
+    """An ImageNet trunk as it is."""
+    return Encoder(s.name, s.label or f"{s.name} - {trunk.label}", trunk.dim, trunk.fingerprint, trunk.transform,
+                   trunk=trunk)
 
 
-def build_transfer(ckpt_path: Path, trunk: Trunk) -> Encoder:
-    """The retrained head on the shared frozen trunk."""
-    ckpt = load_checkpoint(ckpt_path, "transfer", REGISTRY["transfer"].checkpoint_keys)
+def build_transfer(s: EncoderSpec, ckpt_path: Path, trunk: Trunk) -> Encoder:
+    """A retrained head on a shared frozen trunk."""
+    ckpt = load_checkpoint(ckpt_path, "transfer", s.checkpoint_keys, name=s.name)
     if ckpt["trunk"] != trunk.name or ckpt["trunk_fingerprint"] != trunk.fingerprint:
         raise WeightsUnavailableError(
             f"{ckpt_path} was trained on trunk {ckpt['trunk']} ({ckpt['trunk_fingerprint']}) but the trunk "
             f"in use is {trunk.name} ({trunk.fingerprint}): retrain with scripts/train.py --encoder "
-            f"transfer --trunk {trunk.name}.")
+            f"{s.name} --trunk {trunk.name}.")
     head = TransferHead(trunk.dim, len(ckpt["classes"]), config.HeadConfig(**ckpt["arch"]))
     head.load_state_dict(ckpt["state_dict"])
     head.to(config.device()).eval()
-    return Encoder("transfer", f"transfer - {trunk.label} + landmark head", head.embed_dim,
+    return Encoder(s.name, s.label or f"{s.name} - {trunk.label} + landmark head", head.embed_dim,
                    combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
                    trunk=trunk, head=head.embed, classes=ckpt["classes"])
 
 
 @dataclass(frozen=True)
-class EncoderSpec:
-    """Everything about one encoder of the product: what it is, its backbone, how it is trained (and for how long
-    by default), its checkpoint's file and format, and how to build it. Adding an encoder touches this table."""
+class Role:
+    """What an encoder of one role is: its default title and description, how it is built and trained, and what
+    its checkpoint holds. The encoders file gives each encoder a role."""
 
-    name: str
     title: str
     description: str
-    backbone: str                        # "scratch-cnn" (its own net) or "imagenet-trunk" (a shared trunk)
-    build: Callable[[Path | None, Trunk | None], Encoder]
-    checkpoint: str | None = None        # file name under the checkpoint dir; None: nothing trained
+    build: Callable[[EncoderSpec, Path | None, Trunk | None], Encoder]
+    checkpoint: str | None = None          # the checkpoint's file name, from the encoder's name
     checkpoint_keys: tuple[str, ...] = ()  # what the checkpoint must hold (checked when loading)
-    trainer: str | None = None           # the function of search.models.training that trains it
-    epochs: int | None = None            # training default
+    trainer: str | None = None             # the function of search.models.training that trains it
+    epochs: int | None = None              # training default
+    uses_trunk: bool = True                # on a shared ImageNet trunk, or its own network
+
+
+ROLES: dict[str, Role] = {
+    "scratch": Role("Scratch CNN",
+                    "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
+                    build_scratch, "{name}.pt", ("encoder", "state_dict", "classes", "arch"), "train_scratch", 30,
+                    uses_trunk=False),
+    "frozen": Role("Pretrained ImageNet CNN",
+                   "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
+                   build_frozen),
+    "transfer": Role("Transfer learning",
+                     "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark "
+                     "itself.", build_transfer, "{name}_head.pt",
+                     ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"), "train_transfer", 30),
+}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One encoder of the encoders file: its name, role and trunk, and what its role makes of them."""
+
+    name: str
+    role: str
+    trunk: str | None = None        # None: the default trunk
+    weights: Path | None = None     # a local state dict for the trunk
+    label: str | None = None        # None: made from the name, role and trunk when built
+    about: str | None = None        # None: the role's description
+    train_epochs: int | None = None  # None: the role's default
+
+    @property
+    def kind(self) -> Role:
+        return ROLES[self.role]
+
+    @property
+    def title(self) -> str:
+        return self.label or self.kind.title
+
+    @property
+    def description(self) -> str:
+        return self.about or self.kind.description
+
+    @property
+    def epochs(self) -> int | None:
+        return self.train_epochs or self.kind.epochs
 
     @property
     def uses_trunk(self) -> bool:
-        return self.backbone == "imagenet-trunk"
+        return self.kind.uses_trunk
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.kind.checkpoint.format(name=self.name) if self.kind.checkpoint else None
+
+    @property
+    def checkpoint_keys(self) -> tuple[str, ...]:
+        return self.kind.checkpoint_keys
+
+    @property
+    def trainer(self) -> str | None:
+        return self.kind.trainer
+
+    def build(self, ckpt_path: Path | None, trunk: Trunk | None) -> Encoder:
+        return self.kind.build(self, ckpt_path, trunk)
 
 
-REGISTRY: dict[str, EncoderSpec] = {spec.name: spec for spec in (
-    EncoderSpec("scratch", "Scratch CNN",
-                "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
-                "scratch-cnn", build_scratch, "scratch.pt", ("encoder", "state_dict", "classes", "arch"),
-                "train_scratch", epochs=30),
-    EncoderSpec("pretrained", "Pretrained ImageNet CNN",
-                "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
-                "imagenet-trunk", build_pretrained),
-    EncoderSpec("transfer", "Transfer learning",
-                "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark itself.",
-                "imagenet-trunk", build_transfer, "transfer_head.pt",
-                ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"),
-                "train_transfer", epochs=30),
-)}
-TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.trainer is not None)
-ENCODER_NAMES = tuple(REGISTRY)
+REGISTRY: dict[str, EncoderSpec] = {}  # the encoders file in use, in display order (use_encoders fills it)
+_problem: list[EncoderFileError] = []  # why the file named by the environment could not be used at import
+
+
+def use_encoders(path: Path | str | None = None) -> Path:
+    """Make the encoders of a file (default: $LANDMARK_ENCODERS, else encoders.toml) the registry of this process,
+    and of the processes it starts (Ray workers read the same variable); returns the file's path."""
+    chosen = chosen_file(path).resolve()
+    entries = read_encoder_file(chosen)
+    trunks: dict[str | None, Path | None] = {}
+    for e in entries:
+        if e.role != "scratch" and trunks.setdefault(e.trunk, e.weights) != e.weights:
+            raise EncoderFileError(f"{chosen}: two encoders use trunk {e.trunk or 'the default'} with different "
+                                   "weights; give one of them as file:<TorchScript path> instead.")
+    REGISTRY.clear()
+    REGISTRY.update({e.name: EncoderSpec(e.name, e.role, e.trunk, e.weights, e.label, e.description, e.epochs)
+                     for e in entries})
+    _problem.clear()
+    os.environ[ENCODERS_ENV] = str(chosen)
+    return chosen
+
+
+def trainable() -> tuple[str, ...]:
+    """The configured encoders that are trained (scratch and transfer roles)."""
+    return tuple(n for n, s in REGISTRY.items() if s.trainer is not None)
+
+
+def trunk_weights(trunk: str | None) -> Path | None:
+    """The local weights the encoders file gives for a trunk (None: none given)."""
+    return next((s.weights for s in REGISTRY.values() if s.uses_trunk and s.trunk == trunk and s.weights), None)
 
 
 def spec(name: str) -> EncoderSpec:
     """The registry entry for `name`, or a clear error listing the valid names."""
+    if _problem:
+        raise _problem[0]
     if name not in REGISTRY:
         raise WeightsUnavailableError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
     return REGISTRY[name]
+
+
+try:
+    use_encoders()
+except EncoderFileError as exc:  # an entry point's own use_encoders() says it in one line
+    _problem.append(exc)
 
 
 class EncoderStore:
@@ -221,10 +305,13 @@ class EncoderStore:
         self._trunks: dict[str, Trunk] = {}
 
     def trunk(self, name: str | None = None, allow_fallback: bool = True) -> Trunk:
-        """The shared trunk of that name (default: env or VGG16, with the offline fallback)."""
+        """The shared trunk of that name (default: env or VGG16, with the offline fallback): a trunk the encoders file
+        names with the weights it gives (or downloads them), any other (the default one) with this store's."""
         key = name or "default"
         if key not in self._trunks:
-            t = load_trunk(name, self.weights, allow_fallback=allow_fallback)
+            named = any(s.uses_trunk and s.trunk == name for s in REGISTRY.values()) and name is not None
+            weights = trunk_weights(name) if named else self.weights  # the file's for its trunks, else --weights
+            t = load_trunk(name, weights, allow_fallback=allow_fallback)
             self._trunks[key] = self._trunks.setdefault(t.name, t)
         return self._trunks[key]
 
@@ -235,12 +322,13 @@ class EncoderStore:
     def load(self, name: str, trunk: str | None = None, allow_fallback: bool = True) -> Encoder:
         """Build encoder `name`; `trunk` names the trunk (an index's manifest does, when loading one)."""
         s = spec(name)
+        trunk = s.trunk or trunk  # its own trunk; else the one named (an index manifest's, the default)
         t = self.trunk(trunk, allow_fallback=allow_fallback and trunk is None) if s.uses_trunk else None
         encoder = s.build(self.checkpoint_path(name), t)
         # Enough to build the very same encoder in another process (a Ray worker): its fingerprint checks it.
         encoder.recipe = {"name": name, "checkpoint_dir": str(self.checkpoint_dir.resolve()),
                           "weights": str(Path(self.weights).resolve()) if self.weights else None,
-                          "trunk": encoder.trunk_name}
+                          "trunk": encoder.trunk_name, "encoders": os.environ.get(ENCODERS_ENV)}
         return encoder
 
 

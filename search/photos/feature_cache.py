@@ -25,6 +25,10 @@ class FeatureCache:
     def __init__(self, folder: Path, trunk_name: str, trunk_fingerprint: str):
         self.folder, self.tag = Path(folder), f"{trunk_name}|{trunk_fingerprint}"
 
+    def holds_trunk(self, trunk) -> bool:
+        """Whether these are that trunk's features (its name and weights)."""
+        return self.tag == f"{trunk.name}|{trunk.fingerprint}"
+
     def put(self, paths: Sequence[Path], features: torch.Tensor) -> None:
         """Keep each photo's features (rows of `features`, in `paths` order)."""
         for path, row in zip(paths, features):

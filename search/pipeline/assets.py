@@ -17,12 +17,17 @@ from pathlib import Path
 
 from search import config
 from search.errors import LandmarkError
+from search.models.encoders import REGISTRY
 
 INDEXES, CHECKPOINTS = "indexes", "checkpoints"  # the repo's two folders, as prepare_demo.py writes them
-# What is published and fetched: the three indexes, their thumbnails, examples and study, the two checkpoints (no
-# caches, no fold models, no --gallery indexes).
-PUBLISHED = (*(f"{INDEXES}/{d}/*" for d in ("scratch", "pretrained", "transfer", "thumbnails", "examples", "study")),
-             f"{CHECKPOINTS}/scratch.pt", f"{CHECKPOINTS}/transfer_head.pt")
+
+
+def published() -> tuple[str, ...]:
+    """What is published and fetched: every configured encoder's index and checkpoint, the indexes' thumbnails,
+    examples and study (no caches, no fold models, no --gallery indexes)."""
+    folders = (*REGISTRY, config.THUMBNAIL_DIRNAME, config.EXAMPLES_DIRNAME, "study")
+    return (*(f"{INDEXES}/{d}/*" for d in folders),
+            *(f"{CHECKPOINTS}/{s.checkpoint}" for s in REGISTRY.values() if s.checkpoint))
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def fetch(spec: str, endpoint: str | None = None, cache_dir: Path | None = None,
     repo = AssetRepo.parse(spec)
     try:
         root = Path(snapshot_download(repo.repo_id, repo_type="model", revision=repo.revision,
-                                      allow_patterns=list(PUBLISHED), endpoint=endpoint, cache_dir=cache_dir))
+                                      allow_patterns=list(published()), endpoint=endpoint, cache_dir=cache_dir))
     except RevisionNotFoundError as exc:
         raise LandmarkError(f"The Hub repo {repo.repo_id} has no revision {repo.revision!r}: check "
                             f"{config.ASSETS_ENV} (or --assets).") from exc

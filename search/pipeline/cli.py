@@ -11,7 +11,8 @@ from pathlib import Path
 
 from search import config
 from search.errors import LandmarkError, WeightsUnavailableError
-from search.models.encoders import ENCODER_NAMES
+from search.models.encoder_file import ENV as ENCODERS_ENV
+from search.models.encoders import REGISTRY, use_encoders
 from search.models.trunks import TRUNKS, trunk_spec
 
 
@@ -30,6 +31,7 @@ def _trunk_name(name: str) -> str:
 
 
 def add_model_args(p: argparse.ArgumentParser, trunk: bool = True) -> None:
+    add_encoders_file(p)
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR,
                    help="where trained checkpoints live (default: checkpoints/)")
     p.add_argument("--weights", type=Path, default=None,
@@ -41,8 +43,21 @@ def add_model_args(p: argparse.ArgumentParser, trunk: bool = True) -> None:
                             "the offline efficientnet_lite0 when VGG16 weights cannot be had)")
 
 
-def add_encoder(p: argparse.ArgumentParser, choices=ENCODER_NAMES) -> None:
-    p.add_argument("--encoder", required=True, choices=list(choices))
+def add_encoders_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoders", type=Path, default=None, metavar="FILE",
+                   help=f"the encoders to compare, a TOML file (default: ${ENCODERS_ENV}, else encoders.toml)")
+
+
+def use_encoders_of(argv: list[str] | None) -> Path:
+    """Make the encoders file the command line names (--encoders FILE, else the default) the registry, before the
+    rest is parsed: the encoders' names are choices of other arguments."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --encoder is not --encoders
+    add_encoders_file(pre)
+    return use_encoders(pre.parse_known_args(argv)[0].encoders)
+
+
+def add_encoder(p: argparse.ArgumentParser, choices=None) -> None:
+    p.add_argument("--encoder", required=True, choices=list(REGISTRY if choices is None else choices))
 
 
 def add_index_dir(p: argparse.ArgumentParser, flag: str = "--index-dir") -> None:

@@ -18,7 +18,7 @@ from search.evaluation.closed_set import evaluate_all, save_evaluation
 from search.evaluation.open_set import evaluate_open_set, save_open_set
 from search.index import EVAL, GalleryIndex, examples_dir, index_path, is_current, list_examples, load_index
 from search.indexing.runner import build_indexes
-from search.models.encoders import REGISTRY, Encoder, EncoderStore
+from search.models.encoders import REGISTRY, Encoder, EncoderStore, group_by_input
 from search.models.training import train_encoder
 from search.models.trunks import TrunkFallbackWarning
 from search.photos.download import get_data
@@ -131,20 +131,21 @@ def train_missing(store: EncoderStore, data_dir: Path, trunk: str | None, epochs
     """Every encoder loaded, each trainable one trained first when it has no usable checkpoint."""
     def load(name: str) -> Encoder:
         spec = REGISTRY[name]
-        if spec.uses_trunk and trunk is None:
+        own = spec.trunk or trunk  # its own trunk, else the default one
+        if spec.uses_trunk and own is None:
             raise LandmarkError("no trunk available")
         if spec.trainer is not None:
             try:
-                store.load(name, trunk=trunk)
+                store.load(name, trunk=own)
             except LandmarkError:
                 log(f"{name}: training")
-                kwargs = {"trunk": trunk} if spec.uses_trunk else {}
+                kwargs = {"trunk": own} if spec.uses_trunk else {}
                 fit = train_encoder(name, data_dir, store.checkpoint_path(name), epochs.get(name, spec.epochs),
                                     store, train_cfg, **kwargs)
                 stopped = f" (stopped early after {fit.epochs_run} of {fit.epochs} epochs)" \
                     if fit.epochs_run < fit.epochs else ""
                 results[name].notes.append(f"trained, val acc {fit.val_acc:.3f}{stopped}")
-        encoder = store.load(name, trunk=trunk)
+        encoder = store.load(name, trunk=own)
         results[name].label = encoder.label
         return encoder
 
@@ -170,10 +171,11 @@ def current_indexes(encoders: dict[str, Encoder], data_dir: Path, index_root: Pa
                                                                if len(stale) > 1 else ""))
         started = time.time()
         try:
-            trunk = next((e.trunk for e in stale if e.trunk is not None), None)
-            kept = feature_cache_for(checkpoint_dir, trunk) if trunk is not None else None  # from the head's training
-            built = build_indexes(sorted(stale, key=lambda e: e.trunk is not None), data_dir, "train", index_root,
-                                  features=kept)
+            built = {}
+            groups = group_by_input(stale)  # per trunk: the features its head's training kept are read, not computed
+            for group in sorted(groups, key=lambda g: g[0].trunk is not None):
+                kept = feature_cache_for(checkpoint_dir, group[0].trunk) if group[0].trunk is not None else None
+                built.update(build_indexes(group, data_dir, "train", index_root, features=kept))
         except LandmarkError as exc:
             for e in stale:
                 results[e.name].notes.append(f"failed: {exc}")

@@ -66,13 +66,13 @@ class SearchEngine:
     """
 
     def __init__(self, index_root: Path = config.INDEX_DIR, checkpoint_dir: Path = config.CHECKPOINT_DIR,
-                 weights: Path | None = None, names: tuple[str, ...] = tuple(REGISTRY),
+                 weights: Path | None = None, names: Sequence[str] | None = None,
                  encoders: dict[str, Encoder] | None = None):
         self.index_root = Path(index_root)
         self.store = EncoderStore(checkpoint_dir, weights)
         self.backends: dict[str, Backend] = {}
         self.unavailable: dict[str, str] = {}
-        for name in names:
+        for name in REGISTRY if names is None else names:  # None: every configured encoder
             try:
                 self.backends[name] = open_backend(self.store, self.index_root, name, (encoders or {}).get(name))
             except LandmarkError as exc:

@@ -157,7 +157,8 @@ def findings(study: dict) -> list[str]:
     if len(unseen) > 1:
         best = max(unseen, key=lambda n: unseen[n]["unseen"])
         drop = min(unseen, key=lambda n: unseen[n]["unseen"] - unseen[n]["seen"])
-        parts = ", ".join(f"{n} {u['unseen']:.0%} " + ("(trained on no landmark)" if n == "pretrained" else
+        untrained = {n for n, u in unseen.items() if u.get("trained") is False or n == "pretrained"}
+        parts = ", ".join(f"{n} {u['unseen']:.0%} " + ("(trained on no landmark)" if n in untrained else
                                                       f"(on the landmarks it trained on: {u['seen']:.0%})")
                           for n, u in unseen.items())
         out.append(f"On landmarks left out of training, P@1 is {parts}: **{best}** generalises best, and **{drop}** "

@@ -13,6 +13,7 @@ import numpy as np
 
 from search.errors import BadIndexError
 from search.index import EVAL, GalleryIndex
+from search.models.encoders import REGISTRY
 from search.photos.images import open_image
 from search.storage import sha256_file, write_json
 from search.study.compute import colour_agreement, colour_histogram, findings, knn, study
@@ -53,9 +54,10 @@ def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambd
     result["confusions"] = {n: r["confusions"] for n, r in reports.items() if "confusions" in r}
     result["unseen"] = {n: {"seen": r["precision@1"], "unseen": r["unseen"]["precision@1"]}
                         for n, r in reports.items() if "unseen" in r and "precision@1" in r}
-    if "pretrained" in reports and "precision@1" in reports["pretrained"] and result["unseen"]:
-        p1 = reports["pretrained"]["precision@1"]  # never trained on any landmark: every one is unseen to it
-        result["unseen"]["pretrained"] = {"seen": p1, "unseen": p1}
+    for name in (n for n, r in reports.items() if result["unseen"] and "precision@1" in r and n in REGISTRY
+                 and REGISTRY[n].role == "frozen"):
+        p1 = reports[name]["precision@1"]  # never trained on any landmark: every one is unseen to it
+        result["unseen"][name] = {"seen": p1, "unseen": p1, "trained": False}
     result["findings"] = findings(result)
     result["seconds"] = round(time.perf_counter() - started, 2)
     log(f"study of {len(indexes)} indexes, {len(result['photos'])} photos: {result['seconds']} s")

@@ -9,7 +9,7 @@ import torch
 
 from search import config
 from search.errors import WeightsUnavailableError
-from search.models.encoders import EncoderStore, ScratchNet, arch_dict, build_scratch, scratch_transform
+from search.models.encoders import REGISTRY, EncoderStore, ScratchNet, arch_dict, build_scratch, scratch_transform
 from search.models.trunks import OFFLINE_TRUNK, TrunkFallbackWarning
 from search.storage import save_torch
 from tests.conftest import CLASSES, synthetic_image
@@ -147,7 +147,7 @@ def test_a_scratch_checkpoint_from_before_pool_first_loads_as_it_was_trained(tmp
     del arch["pool_first"]  # as those checkpoints were written
     save_torch({"encoder": "scratch", "state_dict": net.state_dict(), "classes": CLASSES, "arch": arch},
                tmp_path / "scratch.pt")
-    enc = build_scratch(tmp_path / "scratch.pt", None)
+    enc = build_scratch(REGISTRY["scratch"], tmp_path / "scratch.pt", None)
     x = torch.stack([scratch_transform()(im) for im in images])
     with torch.no_grad():
         want = torch.nn.functional.normalize(net.embed(x), dim=1).numpy()

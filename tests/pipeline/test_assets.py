@@ -20,7 +20,7 @@ import pytest
 
 from scripts.stand_ins.hub import FakeHub
 from search.errors import LandmarkError
-from search.pipeline.assets import PUBLISHED, fetch
+from search.pipeline.assets import fetch, published
 from search.serving.engine import SearchEngine
 from tests.conftest import ROOT, free_port, synthetic_image
 
@@ -31,12 +31,12 @@ REPO = "landmark-lens/demo-assets"
 
 
 def _asset_files(built, trained) -> dict[str, bytes]:
-    """The repo publish.py makes of a prepared demo: what PUBLISHED names, under indexes/ and checkpoints/."""
+    """The repo publish.py makes of a prepared demo: what published() names, under indexes/ and checkpoints/."""
     files = {}
     for base, prefix in ((built, "indexes"), (trained, "checkpoints")):
         for f in base.rglob("*"):
             rel = f"{prefix}/{f.relative_to(base).as_posix()}"
-            if f.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in PUBLISHED):
+            if f.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in published()):
                 files[rel] = f.read_bytes()
     return files
 
