@@ -17,14 +17,14 @@ import torch
 from torchvision import models
 from tqdm.auto import tqdm
 
-from scripts.benchmarks import app, build, encode, exact, memory, quality, scale, study, train
+from scripts.benchmarks import app, build, encode, encoders, exact, memory, quality, scale, study, train
 from scripts.benchmarks.report import ROWS, Context, header
 from search import config
 from search.pipeline.cli import run
 from search.storage import write_json
 
 PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
-         **study.PARTS, **quality.PARTS}
+         **study.PARTS, **quality.PARTS, **encoders.PARTS}
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +41,10 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                                       "generated photos)")
     p.add_argument("--train-data", type=Path, default=None, help="dataset (train/ split) of the training rows "
                                                                  "(default: generated photos)")
+    p.add_argument("--encoders-file", type=Path, default=None,
+                   help="an encoders file with more encoders (the encoders row: a search under pretrained with "
+                        "them configured, against the default file)")
+    p.add_argument("--encoders-index-dir", type=Path, default=None, help="indexes prepared with --encoders-file")
     p.add_argument("--only", nargs="+", choices=list(PARTS))
     return p.parse_args(argv)
 

@@ -19,3 +19,7 @@ class WeightsUnavailableError(LandmarkError):
 
 class DatasetError(LandmarkError):
     """A dataset folder or archive is missing or not in the expected layout."""
+
+
+class NoHeatmapError(LandmarkError):
+    """An encoder whose model exposes no spatial map to explain a similarity on."""

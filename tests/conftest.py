@@ -227,6 +227,21 @@ def client(server):
     return Client(server, verbose=False)
 
 
+@pytest.fixture()
+def restore_registry():
+    """Whatever a test makes the encoders registry (a file of its own, through a script's --encoders), the default
+    file's afterwards, with LANDMARK_ENCODERS unset as the session started."""
+    import os
+
+    from search.models.encoder_file import DEFAULT_FILE, ENV
+    from search.models.encoders import use_encoders
+
+    os.environ.pop(ENV, None)
+    yield
+    use_encoders(DEFAULT_FILE)
+    os.environ.pop(ENV, None)
+
+
 def run_cli(script: str, *args) -> subprocess.CompletedProcess:
     """`scripts/<script>` run as typed, in this process: its main(argv) under the CLI's own error handling, with
     the exit code and what it printed (a subprocess per call would import torch again each time)."""

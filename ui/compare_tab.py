@@ -49,50 +49,64 @@ def _compare(view: GalleryView, vectors: dict, k: int, known_class: str | None, 
     for name in REGISTRY:
         if name not in hits:
             galleries.append([])
-            maps.append(map_value(None, message=f"{name} is unavailable"))
+            why = "not compared" if name in view.engine.backends else "unavailable"
+            maps.append(map_value(None, message=f"{name} is {why}"))
             notes.append("")
             continue
-        galleries.append(view.gallery(name, hits[name], shared))
+        galleries.append(view.gallery(name, hits[name], shared, len(hits)))
         maps.append(small_map(view, name, state))
         notes.append(found_summary(hits[name], known_class) or view.verdict(hits[name], name))
     return (*galleries, *maps, *notes, agreement_summary(paths, k), state)
 
 
-def compare(view: GalleryView, image, top_k: float, known_class: str = ""):
-    """Search the same photo under every encoder and show where they agree.
+def default_compared(names) -> list[str]:
+    """The encoders Compare shows first: the seed's three when configured, else the first three."""
+    seed = [n for n in ("scratch", "pretrained", "transfer") if n in names]
+    return seed if len(seed) >= 2 else list(names)[:3]
+
+
+def chosen(view: GalleryView, encoders: list[str] | None) -> list[str]:
+    """The available encoders of a choice (none: the default ones), in the configured order; at least two."""
+    asked = default_compared(REGISTRY) if not encoders else list(encoders)
+    unknown = [n for n in asked if n not in REGISTRY]
+    if unknown:
+        raise gr.Error(f"Unknown encoder {unknown[0]!r}; choose from {', '.join(REGISTRY)}.")
+    names = [n for n in REGISTRY if n in asked and n in view.engine.backends]
+    if len(names) < 2 and len([n for n in REGISTRY if n in view.engine.backends]) >= 2:
+        raise gr.Error("Choose at least two encoders to compare.")
+    return names
+
+
+def compare(view: GalleryView, image, top_k: float, known_class: str = "", encoders: list[str] | None = None):
+    """Search the same photo under several encoders and show where they agree.
 
     Args:
         image: the query photo.
         top_k: how many results per encoder, 1 to 24.
         known_class: the photo's landmark when known (for the examples), else empty.
+        encoders: which encoders to compare, two or more (empty: the default three).
     Returns:
-        scratch gallery: ranked hits; photos every encoder returned are marked "✓ all 3"
-        pretrained gallery: likewise
-        transfer gallery: likewise
-        scratch map
-        pretrained map
-        transfer map
-        scratch note: whether its top-k found the known landmark, or its verdict
-        pretrained note
-        transfer note
-        agreement: the pairwise top-k overlaps and how many photos all encoders returned
+        galleries: one per configured encoder, in order: its ranked hits ("✓ all N": all compared returned it)
+        maps: one per configured encoder, in order
+        notes: one per configured encoder, in order: whether its top-k found the known landmark, or its verdict
+        agreement: the pairwise top-k overlaps and how many photos all compared encoders returned
     """
     if image is None:
         raise gr.Error(text.NO_PHOTO)
     try:
-        vectors, trunks = view.engine.embed_with_trunk(list(view.engine.backends), open_image(image))
+        vectors, trunks = view.engine.embed_with_trunk(chosen(view, encoders), open_image(image))
     except LandmarkError as exc:
         raise gr.Error(str(exc)) from exc
     # an example's landmark says nothing about a private gallery's groups
     return _compare(view, vectors, int(top_k), None if view.private else known_class or None, trunks=trunks)
 
 
-def compare_gallery_photo(view: GalleryView, path: str, top_k: float):
+def compare_gallery_photo(view: GalleryView, path: str, top_k: float, encoders: list[str] | None = None):
     """Compare the encoders on a gallery photo, by its stored vectors; its landmark is known."""
     if not path:
         raise gr.Error("Click a photo in one of the columns first.")
     try:
-        photos = {n: view.engine.gallery_photo(n, path) for n in view.engine.backends}
+        photos = {n: view.engine.gallery_photo(n, path) for n in chosen(view, encoders)}
         vectors = {n: view.engine.backends[n].index.embeddings[p["row"]] for n, p in photos.items()}
     except LandmarkError as exc:
         raise gr.Error(str(exc)) from exc
@@ -103,7 +117,7 @@ def compare_gallery_photo(view: GalleryView, path: str, top_k: float):
 
 
 def brush(view: GalleryView, state: dict | None, evt: gr.SelectData, column: str):
-    """A photo selected in one column: highlight that same photo on all three maps, say where each ranks it."""
+    """A photo selected in one column: highlight that same photo on every map, say where each ranks it."""
     if not state or column not in state["hits"] or not 0 <= evt.index < len(state["hits"][column]):
         return (*(gr.skip(),) * len(REGISTRY), gr.skip(), gr.skip())
     path = state["hits"][column][evt.index].path
@@ -135,10 +149,12 @@ def on_switch(view: GalleryView, ui: SimpleNamespace) -> dict:
 
 
 def _columns(ui: SimpleNamespace, view: GalleryView) -> None:
-    ui.galleries, ui.maps, ui.notes = [], [], []
+    ui.galleries, ui.maps, ui.notes, ui.columns = [], [], [], []
+    shown = default_compared(REGISTRY)
     with gr.Row(equal_height=False):
         for n in REGISTRY:
-            with gr.Column():
+            with gr.Column(visible=n in shown) as column:
+                ui.columns.append(column)
                 info = gr.Markdown(view.info(n), render=False)  # below the map: the hits come first
                 ui.notes.append(gr.Markdown(elem_id=f"compare-note-{n}"))
                 ui.galleries.append(gr.Gallery(label=view.label(n), columns=3, height=300, object_fit="cover",
@@ -160,14 +176,17 @@ def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
         with gr.Column():
             with gr.Row():
                 ui.k = gr.Slider(1, config.COMPARE_TOP_K_MAX, value=config.COMPARE_TOP_K_DEFAULT, step=1,
-                                 label="Top-k per encoder", scale=3)
-                ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button", scale=1)
+                                 label="Top-k per encoder", scale=2, min_width=150)
+                ui.encoders = gr.CheckboxGroup([(n, n) for n in REGISTRY], value=default_compared(REGISTRY),
+                                               label="Encoders (two or more)", scale=3, elem_id="compare-encoders")
+                ui.button = gr.Button("Compare", variant="primary", elem_id="compare-button", scale=1, min_width=90)
             table = gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
                                  label="Retrieval quality on the test split (from evaluate.py)", render=False)
             if shared.examples:  # one input: Gradio shows them as a strip of thumbnails (as on Search), not a table
                 ui.examples = gr.Examples(examples=[[str(p)] for p in shared.examples], inputs=[ui.image],
                                           examples_per_page=8, label="Examples (their landmark is known, so each "
                                                                      "column says if it found it)")
+    ui.api_compare = gr.Button(visible=False)  # the /compare API (the button above is /compare_encoders)
     ui.agreement = gr.Markdown(elem_id="agreement")
     # made here, shown below the columns: the agreement line stays right above them, and the components keep the
     # creation order the API's output names come from
@@ -191,11 +210,20 @@ def example_known(examples: list, clicked: tuple) -> str:
     return example_landmark(examples[index]) if isinstance(index, int) and 0 <= index < len(examples) else ""
 
 
+def recompare(view: GalleryView, image, top_k: float, known_class: str, encoders: list[str]):
+    """The choice of encoders changed: compare the photo shown again under the new choice (nothing without one)."""
+    if image is None:
+        return (gr.skip(),) * (3 * len(REGISTRY) + 2)
+    return compare(view, image, top_k, known_class, encoders)
+
+
 def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     route, ctx, private = shared.site.route, shared.states, api.UI_ONLY
-    query, outputs = [ui.image, ui.k, ui.known, *ctx], ui.outputs
+    query, outputs = [ui.image, ui.k, ui.known, ui.encoders, *ctx], ui.outputs
     files = dict(fn=route(downloads), inputs=[ui.state, *ctx], outputs=ui.downloads, **private)
-    ui.button.click(route(compare), query, outputs, api_name=api.COMPARE).success(**files)
+    ui.button.click(route(compare), query, outputs, api_name=api.COMPARE_ENCODERS).success(**files)
+    # /compare keeps its three parameters (a raw HTTP caller sends every input): the default encoders
+    ui.api_compare.click(route(compare, encoders=None), [ui.image, ui.k, ui.known, *ctx], outputs, api_name=api.COMPARE)
     ui.image.upload(lambda: "", None, ui.known, **private).then(route(compare), query, outputs, **private).success(
         **files)
     on_photo_url(ui.url, ui.image, shared.web).success(
@@ -206,8 +234,10 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
                                                                     **private).success(**files)
     for n, gallery in zip(REGISTRY, ui.galleries):
         gallery.select(route(brush, column=n), [ui.state, *ctx], [*ui.maps, ui.selected, ui.path], **private)
-    ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, *ctx], [*outputs, ui.image], **private).success(
-        **files)
+    ui.again.click(route(compare_gallery_photo), [ui.path, ui.k, ui.encoders, *ctx], [*outputs, ui.image],
+                   **private).success(**files)
+    ui.encoders.change(lambda names: [gr.Column(visible=n in names) for n in REGISTRY], ui.encoders, ui.columns,
+                       **private).then(route(recompare), query, outputs, **private).success(**files)
 
 
 def build(shared: Shared) -> Tab:

@@ -28,18 +28,20 @@ def confidence(hit: Hit) -> str:
     return f"{hit.p_same:.0%} same landmark" if hit.p_same is not None else f"d={hit.distance:.3f}"
 
 
-def caption(hit: Hit, in_all: bool = False, by_path: bool = False) -> str:
-    """'#1 · Eiffel Tower · 94% same landmark' (+ a mark when every encoder returned this photo); `by_path` names
-    the photo's file instead of its class (a private gallery: the visitor knows their photos by name)."""
+def caption(hit: Hit, in_all: bool = False, by_path: bool = False, compared: int = 3) -> str:
+    """'#1 · Eiffel Tower · 94% same landmark' (+ a mark when all `compared` encoders returned this photo);
+    `by_path` names the photo's file instead of its class (a private gallery: the visitor knows their photos by
+    name)."""
     return f"#{hit.rank} · {hit.path if by_path else hit.class_name} · {confidence(hit)}" + (
-        " · ✓ all 3" if in_all else "")
+        f" · ✓ all {compared}" if in_all else "")
 
 
 def gallery_items(hits: Sequence[Hit], in_all: set[str] = frozenset(), placeholder: Path | None = None,
-                  by_path: bool = False) -> list[tuple[str, str]]:
+                  by_path: bool = False, compared: int = 3) -> list[tuple[str, str]]:
     """(thumbnail path, caption) pairs, best first, for a gr.Gallery; a broken thumbnail shows `placeholder`."""
     return [(str(h.thumbnail if h.thumbnail_ok or placeholder is None else placeholder),
-             caption(h, h.path in in_all, by_path) + ("" if h.thumbnail_ok else " · thumbnail missing")) for h in hits]
+             caption(h, h.path in in_all, by_path, compared) + ("" if h.thumbnail_ok else " · thumbnail missing"))
+            for h in hits]
 
 
 def broken_thumbnails_warning(hits: Sequence[Hit], encoder: str) -> str | None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from search import config
-from search.errors import LandmarkError
+from search.errors import LandmarkError, NoHeatmapError
 from search.photos.images import open_image
 from search.serving.engine import Hit
 from ui import api, text
@@ -34,11 +34,11 @@ def results(view: GalleryView, encoder: str, hits: list[Hit], k: int, query_path
 
 
 def search(view: GalleryView, image, encoder: str, top_k: float):
-    """Find the gallery photos most similar to a photo, under one of the three encoders.
+    """Find the gallery photos most similar to a photo, under one of the app's encoders.
 
     Args:
         image: the query photo (any common format; a URL or file for API and MCP callers).
-        encoder: "scratch", "pretrained" or "transfer".
+        encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         top_k: how many results, 1 to 50.
     Returns:
         ranked gallery: a thumbnail and the caption "#rank · landmark · P% same landmark" per hit
@@ -60,7 +60,7 @@ def search_mine(view: GalleryView, image, encoder: str, top_k: float):
 
     Args:
         image: the query photo.
-        encoder: "scratch", "pretrained" or "transfer".
+        encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         top_k: how many results, 1 to 50.
     Returns:
         ranked gallery: a thumbnail and the caption "#rank · group · d=distance" per hit
@@ -74,7 +74,7 @@ def similar_to(view: GalleryView, encoder: str, path: str, top_k: float):
     """Find the gallery photos most similar to a photo that is already in the gallery (no re-encoding).
 
     Args:
-        encoder: "scratch", "pretrained" or "transfer".
+        encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         path: the gallery photo's path as the index metadata gives it (the "path" of a search_json hit).
         top_k: how many results, 1 to 50.
     Returns:
@@ -112,7 +112,7 @@ def search_json(view: GalleryView, image, encoder: str, top_k: float) -> str:
 
     Args:
         image: the query photo (a URL or file).
-        encoder: "scratch", "pretrained" or "transfer".
+        encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         top_k: how many results, 1 to 50.
     Returns:
         JSON text {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}, where p_same is the calibrated probability (0 to 1) that the hit shows the same landmark and "confident" says whether the best hit's p_same is at least 0.5
@@ -142,7 +142,7 @@ def explain(view: GalleryView, image, encoder: str, path: str):
 
     Args:
         image: the query photo.
-        encoder: "scratch", "pretrained" or "transfer".
+        encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         path: the gallery photo's path as the index metadata gives it.
     Returns:
         the query photo at its own size with a heatmap of the regions that raise the similarity (Grad-CAM on the last conv feature map)
@@ -153,6 +153,9 @@ def explain(view: GalleryView, image, encoder: str, path: str):
     view.check(encoder, 1)
     try:
         q, h, _ = view.engine.explain(encoder, open_image(image), str(path or ""))
+    except NoHeatmapError as exc:  # the rest of the detail panel stands; the heatmaps say why they are empty
+        gr.Info(str(exc))
+        return None, None
     except LandmarkError as exc:
         raise gr.Error(str(exc)) from exc
     if not view.private:

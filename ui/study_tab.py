@@ -99,7 +99,7 @@ def metric_bars(view: GalleryView, metric: str):
 
 
 def study(view: GalleryView) -> str:
-    """The comparison of the three encoders over the whole landmark gallery, as JSON text.
+    """The comparison of the encoders over the whole landmark gallery, as JSON text.
 
     Returns:
         JSON text {"k": 10, "photos": [gallery paths in the index's row order], "agreement": {"scratch|pretrained": {"mean", "per_photo": [Jaccard of the two encoders' 10-NN sets per photo]}, ...}, "maps": {encoder: {"trustworthiness", "knn_preserved", ...}}, "classes": {encoder: {landmark: {"precision@1", "mAP@10", "queries"}}}, "confusions": {encoder: [{"true", "retrieved", "count", ...}]}, "separation", "colour_agreement", "unseen", "findings": [sentences]}

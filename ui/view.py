@@ -101,12 +101,15 @@ class GalleryView:
             self._agreement_layers[(a, b)] = self.url_of(layer.write(self.work_dir / "maps"))
         return self._agreement_layers[(a, b)]
 
-    def gallery(self, encoder: str, hits: list[Hit], in_all: set[str] = frozenset()) -> list[tuple[str, str]]:
-        """Gallery items; a missing or corrupt thumbnail shows a placeholder and a warning naming the fix."""
+    def gallery(self, encoder: str, hits: list[Hit], in_all: set[str] = frozenset(),
+                compared: int = 3) -> list[tuple[str, str]]:
+        """Gallery items (`in_all`: the photos all `compared` encoders returned); a missing or corrupt thumbnail
+        shows a placeholder and a warning naming the fix."""
         warning = broken_thumbnails_warning(hits, encoder)
         if warning:
             gr.Warning(warning)
-        return [(self.image(p), c) for p, c in gallery_items(hits, in_all, self.missing_thumb, by_path=self.private)]
+        return [(self.image(p), c) for p, c in gallery_items(hits, in_all, self.missing_thumb, by_path=self.private,
+                                                              compared=compared)]
 
     def image(self, path: Path | str) -> str:
         """What a Gradio image component gets for a file: its path, or a private gallery's absolute private URL."""

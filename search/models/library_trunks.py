@@ -21,7 +21,7 @@ from torchvision import models
 from torchvision.transforms import v2
 
 from search import config
-from search.errors import WeightsUnavailableError
+from search.errors import NoHeatmapError, WeightsUnavailableError
 from search.models.trunks import Trunk, TrunkSpec, file_fingerprint
 
 
@@ -75,7 +75,8 @@ class LibraryTrunk(Trunk):
     def maps_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The explained layer's output, in the graph (`to_grid` makes it a map), and the pooled features."""
         if self.explain_layer is None:
-            raise WeightsUnavailableError(f"{self.label} computes no spatial map to draw a heatmap on.")
+            raise NoHeatmapError(f"No heatmap for {self.label}: the model computes no spatial map the app can read "
+                                 "(a TorchScript model runs no hooks).")
         kept: list[torch.Tensor] = []
         hook = self.explain_layer.register_forward_hook(lambda _m, _i, out: kept.append(_first(out)))
         try:

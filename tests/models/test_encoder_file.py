@@ -11,15 +11,6 @@ from search.models.encoders import REGISTRY, use_encoders
 from tests.conftest import run_cli
 
 
-@pytest.fixture()
-def restore_registry(monkeypatch):
-    """Whatever a test makes the registry, the default file's afterwards (and the variable as it was)."""
-    monkeypatch.delenv("LANDMARK_ENCODERS", raising=False)
-    yield
-    monkeypatch.delenv("LANDMARK_ENCODERS", raising=False)
-    use_encoders()
-
-
 def test_the_default_file_is_the_seed_three_with_their_names_files_and_texts():
     assert list(REGISTRY) == ["scratch", "pretrained", "transfer"]
     assert [s.role for s in REGISTRY.values()] == ["scratch", "frozen", "transfer"]

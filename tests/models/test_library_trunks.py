@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.errors import BadIndexError, WeightsUnavailableError
+from search.errors import BadIndexError, NoHeatmapError, WeightsUnavailableError
 from search.index import load_index
 from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
@@ -99,7 +99,7 @@ def test_a_torchscript_file_is_a_trunk_and_says_it_has_no_heatmap(tmp_path, resn
     torch.jit.trace(net.eval(), torch.zeros(1, 3, 224, 224)).save(str(path))
     enc = EncoderStore(tmp_path).load("pretrained", trunk=f"file:{path}")
     assert enc.encode(_photos()).shape == (2, 512) and "mine.pt" in enc.label
-    with pytest.raises(WeightsUnavailableError, match="computes no spatial map to draw a heatmap on"):
+    with pytest.raises(NoHeatmapError, match="No heatmap for mine.pt .your model.: the model computes no spatial map"):
         similarity_maps(enc, *_photos())
 
 

@@ -150,6 +150,7 @@ def test_a_private_path_is_refused_as_an_input_on_every_endpoint(galleries, serv
         "search": [fd, "pretrained", 3],
         "search_json": [fd, "pretrained", 3],
         "compare": [fd, 3, ""],
+        "compare_encoders": [fd, 3, "", ["scratch", "transfer"]],
         "explain": [fd, "pretrained", "00.Red_Stripes/00_train_0.jpg"],
         "similar_to": ["pretrained", str(path), 3],
         "my_gallery": [[fd]],
