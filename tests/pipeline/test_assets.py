@@ -67,15 +67,20 @@ def test_fetch_gets_the_published_demo_and_says_what_is_missing(hub, tmp_path):
         fetch("just-a-name", endpoint=hub.url)
 
 
-def _start(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
+def _spawn(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
+    """`python app.py --port P ARGS` started (not yet serving), and its URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def _serving(proc: subprocess.Popen, url: str, log) -> None:
+    """Wait until the app answers its page (or fail with its log)."""
     for _ in range(240):
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                return proc, url
+                return
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
@@ -83,6 +88,12 @@ def _start(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
         time.sleep(0.5)
     proc.kill()
     raise AssertionError(open(log).read()[-3000:])
+
+
+def _start(args: list[str], env: dict, log) -> tuple[subprocess.Popen, str]:
+    proc, url = _spawn(args, env, log)
+    _serving(proc, url, log)
+    return proc, url
 
 
 @pytest.fixture()
@@ -119,23 +130,41 @@ def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_p
             assert len(hub.hits) > before
 
 
-@pytest.mark.parametrize("spec,line", [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"),
-                                       (f"{REPO}@v9", "has no revision 'v9'"),
-                                       ("bad name/x", "is not a Hub repo"), ("a/b/c", "is not a Hub repo"),
-                                       ("owner/-name", "is not a Hub repo"), (f"{REPO}@", "is not a Hub repo")])
-def test_a_missing_repo_or_revision_is_one_line_and_the_app_still_starts(hub, tmp_path, spec, line):
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"),
-               LANDMARK_WORK_DIR=str(tmp_path / "w"),
-               LANDMARK_ASSETS=spec)
-    proc, url = _start(["--index-dir", str(tmp_path / "none")], env, tmp_path / "app.log")
+BAD_ASSETS = [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"), (f"{REPO}@v9", "has no revision 'v9'"),
+              ("bad name/x", "is not a Hub repo"), ("a/b/c", "is not a Hub repo"), ("owner/-name", "is not a Hub repo"),
+              (f"{REPO}@", "is not a Hub repo")]
+
+
+@pytest.fixture(scope="module")
+def started_with_bad_assets(hub, tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """The app started with each bad LANDMARK_ASSETS, all at once (a start is mostly imports, which overlap), each
+    asked for its page and stopped: by spec, the page's config and the app's log."""
+    runs = {}
+    for spec, _ in BAD_ASSETS:
+        folder = tmp_path_factory.mktemp("bad-assets")
+        env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(folder / "hub"),
+                   LANDMARK_WORK_DIR=str(folder / "w"), LANDMARK_ASSETS=spec)
+        runs[spec] = (*_spawn(["--index-dir", str(folder / "none")], env, folder / "app.log"), folder / "app.log")
+    results = {}
     try:
-        page = httpx.get(url + "config", timeout=10).text
-        assert "No gallery index yet" in page  # the banner
+        for spec, (proc, url, log) in runs.items():
+            _serving(proc, url, log)
+            results[spec] = httpx.get(url + "config", timeout=10).text
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    lines = [ln for ln in (tmp_path / "app.log").read_text().splitlines() if ln.startswith("assets: ")]
-    assert len(lines) == 1 and line in lines[0] and "Traceback" not in (tmp_path / "app.log").read_text()
+        for proc, _, _ in runs.values():
+            proc.terminate()
+        for proc, _, _ in runs.values():
+            proc.wait(timeout=30)
+    return {spec: (page, log.read_text()) for spec, page, (_, _, log) in
+            ((s, results[s], runs[s]) for s in results)}
+
+
+@pytest.mark.parametrize("spec,line", BAD_ASSETS)
+def test_a_missing_repo_or_revision_is_one_line_and_the_app_still_starts(started_with_bad_assets, spec, line):
+    page, log = started_with_bad_assets[spec]
+    assert "No gallery index yet" in page  # the banner
+    lines = [ln for ln in log.splitlines() if ln.startswith("assets: ")]
+    assert len(lines) == 1 and line in lines[0] and "Traceback" not in log
 
 
 def test_publish_refuses_a_folder_without_a_prepared_demo(tmp_path):
