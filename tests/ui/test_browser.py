@@ -496,3 +496,39 @@ def test_a_photo_from_a_web_address_is_searched_and_compared_and_a_loopback_addr
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
     assert "Do the encoders agree" in browser.find_element(By.ID, "agreement").text
+
+
+def test_compare_shows_the_encoders_ticked_and_compares_the_photo_again(server, browser, tmp_path):
+    """Unticking an encoder hides its column and compares the shown photo again under the others; fewer than two is
+    refused with a message; ticking it again brings its column back."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    def shown(d) -> list[str]:
+        return [n for n in ("scratch", "pretrained", "transfer")
+                if d.find_elements(By.ID, f"compare-{n}") and d.find_element(By.ID, f"compare-{n}").is_displayed()]
+
+    def tick(name: str) -> None:
+        next(label for label in browser.find_elements(By.CSS_SELECTOR, "#compare-encoders label")
+             if label.text.strip() == name).click()
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(0, np.random.default_rng(23)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
+    tab[0].click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
+        str(photo))
+    wait.until(lambda d: "returned by all 3" in d.find_element(By.ID, "agreement").text)
+    assert shown(browser) == ["scratch", "pretrained", "transfer"]
+    tick("scratch")
+    wait.until(lambda d: "returned by all 2" in d.find_element(By.ID, "agreement").text)
+    assert shown(browser) == ["pretrained", "transfer"]
+    assert "scratch" not in browser.find_element(By.ID, "agreement").text
+    tick("pretrained")  # one left: refused
+    wait.until(lambda d: "Choose at least two encoders to compare." in " ".join(
+        t.text for t in d.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")))
+    tick("scratch")
+    wait.until(lambda d: "scratch ∩ transfer" in d.find_element(By.ID, "agreement").text)
+    assert shown(browser) == ["scratch", "transfer"]
