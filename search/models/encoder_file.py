@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:
-    import tomllib
+    import tomllib  # novermin (3.11 and later; the fallback below is for 3.10)
 except ModuleNotFoundError:  # Python 3.10 (a Space's): the same parser as a package
     import tomli as tomllib
 
