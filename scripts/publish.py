@@ -9,7 +9,7 @@ from pathlib import Path
 from search import config
 from search.errors import LandmarkError
 from search.pipeline.assets import CHECKPOINTS, INDEXES, AssetRepo, published
-from search.pipeline.cli import add_index_dir, run, use_encoders_of
+from search.pipeline.cli import add_encoders_file, add_index_dir, run, use_encoders_of
 from search.pipeline.prepare import loadable_indexes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repo", required=True, help="OWNER/NAME of the Hub model repo (created if missing)")
     add_index_dir(p)
+    add_encoders_file(p)
     p.add_argument("--checkpoint-dir", type=Path, default=config.CHECKPOINT_DIR)
     p.add_argument("--private", action="store_true", help="create the repo private (the Space then needs HF_TOKEN)")
     p.add_argument("--endpoint", default=None, help="the Hub's URL (default: huggingface.co, or HF_ENDPOINT)")

@@ -5,7 +5,7 @@ import argparse
 import time
 
 from search.errors import LandmarkError
-from search.pipeline.cli import add_index_dir, run, use_encoders_of
+from search.pipeline.cli import add_encoders_file, add_index_dir, run, use_encoders_of
 from search.pipeline.prepare import loadable_indexes
 from search.study import store as study_store
 
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
     add_index_dir(p)
+    add_encoders_file(p)
     p.add_argument("--force", action="store_true", help="recompute even when the saved study is current")
     a = p.parse_args(argv)
     indexes = loadable_indexes(a.index_dir)

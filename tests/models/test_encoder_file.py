@@ -70,6 +70,10 @@ def test_scripts_take_the_file_from_the_flag_or_the_environment(tmp_path, restor
     good.write_text("[lite2]\nrole = 'frozen'\ntrunk = 'efficientnet_lite2'\n")
     r = run_cli("scripts/train.py", "--encoders", good, "--encoder", "scratch")
     assert r.returncode == 2 and "invalid choice: 'scratch'" in r.stderr  # not an encoder of that file
+    for script, extra, says in (("scripts/study.py", [], "holds 0 loadable index(es)"),
+                                ("scripts/publish.py", ["--repo", "a/b"], "holds no index that loads")):
+        r = run_cli(script, "--encoders", good, "--index-dir", tmp_path / "nowhere", *extra)  # every script: the flag
+        assert r.returncode == 2 and says in r.stderr, r.stderr
     monkeypatch.setenv("LANDMARK_ENCODERS", str(good))
     r = run_cli("scripts/query.py", "--encoder", "pretrained", "--image", "x.jpg")
     assert r.returncode == 2 and "invalid choice: 'pretrained'" in r.stderr and "lite2" in r.stderr
