@@ -49,7 +49,9 @@ class Site:
         if self._encoders is None:
             engine = self.landmarks.engine
             loaded = {n: b.encoder for n, b in engine.backends.items()}
-            trunk = next((e.trunk_name for e in loaded.values() if e.trunk is not None), None)
+            # the default trunk as the landmark gallery resolved it: from an encoder without a trunk of its own
+            trunk = next((e.trunk_name for n, e in loaded.items() if e.trunk is not None and REGISTRY[n].trunk is None),
+                         None)
             for name in REGISTRY:
                 if name not in loaded:
                     try:

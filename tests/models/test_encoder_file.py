@@ -77,3 +77,22 @@ def test_scripts_take_the_file_from_the_flag_or_the_environment(tmp_path, restor
     monkeypatch.setenv("LANDMARK_ENCODERS", str(good))
     r = run_cli("scripts/query.py", "--encoder", "pretrained", "--image", "x.jpg")
     assert r.returncode == 2 and "invalid choice: 'pretrained'" in r.stderr and "lite2" in r.stderr
+
+
+def test_an_encoder_without_an_index_loads_on_the_default_trunk_not_another_encoders_own(tmp_path, dataset, trained,
+                                                                                        restore_registry):
+    """Private galleries use every encoder: one whose index is missing is loaded on the default trunk, even when the
+    only encoder served runs on a trunk of its own."""
+    from search.indexing.runner import build_index
+    from search.models.encoders import EncoderStore
+    from search.serving.engine import SearchEngine
+    from ui.site import Site
+
+    path = tmp_path / "mine.toml"
+    path.write_text('[lite2]\nrole = "frozen"\ntrunk = "efficientnet_lite2"\n\n[pretrained]\nrole = "frozen"\n')
+    use_encoders(path)
+    build_index(EncoderStore(trained).load("lite2"), dataset, "train", tmp_path / "idx", workers=0)
+    engine = SearchEngine(tmp_path / "idx", trained)
+    assert list(engine.backends) == ["lite2"]
+    site = Site(engine, tmp_path / "work")
+    assert site.encoders()["pretrained"].trunk_name != "efficientnet_lite2"
