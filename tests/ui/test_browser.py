@@ -73,6 +73,18 @@ def _viewport(browser, width: int, height: int, mobile: bool = False):
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def _open_compare(browser, wait, photo=None) -> None:
+    """Click the Compare tab (on a page already loaded) and, given a photo, drop it on the tab's photo box."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
+    tab[0].click()
+    if photo is not None:
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
+            str(photo))
+
+
 def _map_drawn(d) -> bool:
     from selenium.webdriver.common.by import By
 
@@ -122,18 +134,13 @@ def test_perturbed_copy_finds_that_photo_first_and_the_search_button_honours_k(s
 def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browser, tmp_path):
     """After a drop on Compare, the first image of each of the three columns lies within the first 900 px."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(1, np.random.default_rng(31)).save(photo)
     with _viewport(browser, 1400, 900):
         browser.get(server)
         wait = _wait_ready(browser)
-        tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
-                                    if "Compare" in t.text])
-        tab[0].click()
-        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
-            str(photo))
+        _open_compare(browser, wait, photo)
         for name in ("scratch", "pretrained", "transfer"):
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
         browser.execute_script("window.scrollTo(0, 0)")
@@ -147,16 +154,12 @@ def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browse
 
 def test_compare_tab_in_the_browser(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(2, np.random.default_rng(13)).save(photo)
     browser.get(server)
     wait = _wait_ready(browser)
-    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
-    tab[0].click()
-    upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]")))
-    upload.send_keys(str(photo))
+    _open_compare(browser, wait, photo)
     wait.until(lambda d: "Do the encoders agree" in d.find_element(By.ID, "agreement").text)
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
@@ -371,9 +374,7 @@ def test_search_and_compare_results_download_as_csv_and_json(server, browser, tm
     assert [(r["rank"], r["landmark"], r["path"]) for r in json.loads(files["json"])] == \
         [(int(r["rank"]), r["landmark"], r["path"]) for r in rows]
 
-    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text).click()
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
-        str(photo))
+    _open_compare(browser, wait, photo)
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
     files = _downloads(browser, wait, "compare-downloads")
@@ -489,8 +490,7 @@ def test_a_photo_from_a_web_address_is_searched_and_compared_and_a_loopback_addr
 
     browser.get(server)
     wait = _wait_ready(browser)
-    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
-    tab[0].click()
+    _open_compare(browser, wait)
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-url textarea, #compare-url input").is_displayed())
     enter("compare-url", f"{photo_host}/photo.jpg")
     for name in ("scratch", "pretrained", "transfer"):
@@ -502,7 +502,6 @@ def test_compare_shows_the_encoders_ticked_and_compares_the_photo_again(server, 
     """Unticking an encoder hides its column and compares the shown photo again under the others; fewer than two is
     refused with a message; ticking it again brings its column back."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
 
     def shown(d) -> list[str]:
         return [n for n in ("scratch", "pretrained", "transfer")
@@ -516,10 +515,7 @@ def test_compare_shows_the_encoders_ticked_and_compares_the_photo_again(server, 
     synthetic_image(0, np.random.default_rng(23)).save(photo)
     browser.get(server)
     wait = _wait_ready(browser)
-    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Compare" in t.text])
-    tab[0].click()
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#compare-image input[type=file]"))).send_keys(
-        str(photo))
+    _open_compare(browser, wait, photo)
     wait.until(lambda d: "returned by all 3" in d.find_element(By.ID, "agreement").text)
     assert shown(browser) == ["scratch", "pretrained", "transfer"]
     tick("scratch")
