@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,12 @@ from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The suite runs in pytest-xdist workers (pytest.ini): each worker's apps keep their uploads in a folder of their own,
+# as tests look at what an app left in its upload folder.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / "gradio" / f"tests-{WORKER}")
 
 
 def run_script(*args) -> subprocess.CompletedProcess:
@@ -81,53 +91,76 @@ def make_dataset(root: Path, n_train: int = 8, n_test: int = 3, seed: int = 0) -
     return root
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A session folder made once for the whole run: in this process, or under xdist by the first worker that asks
+    while the others wait on a lock and then reuse it (a model trained once serves every worker's tests)."""
+    if not WORKER:
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = tmp_path_factory.getbasetemp().parent / name
+    done = folder.with_name(f"{name}.made")  # beside it, not in it: tests look at every file of these folders
+    with FileLock(f"{folder}.lock"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data") / "landmarks")
+    return made_once(tmp_path_factory, "data", lambda d: make_dataset(d / "landmarks")) / "landmarks"
 
 
 @pytest.fixture(scope="session")
 def vgg_weights(tmp_path_factory) -> Path:
     """A randomly initialised VGG16 state dict in a temp file (the real weights cannot be downloaded here)."""
-    from torchvision import models
+    def make(folder: Path) -> None:
+        from torchvision import models
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vgg") / "vgg16-random.pth"
-    torch.save(models.vgg16(weights=None).state_dict(), path)
-    return path
+        torch.manual_seed(0)
+        torch.save(models.vgg16(weights=None).state_dict(), folder / "vgg16-random.pth")
+
+    return made_once(tmp_path_factory, "vgg", make) / "vgg16-random.pth"
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, dataset) -> Path:
     """A checkpoint dir with a scratch CNN and an offline-trunk transfer head trained on the dataset."""
-    from search.models.training import train_scratch, train_transfer
+    def make(ckpt: Path) -> None:
+        from search.models.training import train_scratch, train_transfer
 
-    ckpt = tmp_path_factory.mktemp("ckpt")
-    store = EncoderStore(ckpt)
-    train_scratch(dataset, ckpt / "scratch.pt", 3, store, FAST_TRAIN, log=lambda s: None)
-    train_transfer(dataset, ckpt / "transfer_head.pt", 5, store, FAST_TRAIN, trunk=OFFLINE_TRUNK,
-                   log=lambda s: None)
-    return ckpt
+        store = EncoderStore(ckpt)
+        train_scratch(dataset, ckpt / "scratch.pt", 3, store, FAST_TRAIN, log=lambda s: None)
+        train_transfer(dataset, ckpt / "transfer_head.pt", 5, store, FAST_TRAIN, trunk=OFFLINE_TRUNK,
+                       log=lambda s: None)
+
+    return made_once(tmp_path_factory, "ckpt", make)
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, dataset, trained) -> Path:
     """An index root with all three encoders' indexes (offline trunk) over train + test, evaluated and calibrated."""
-    from search.evaluation.closed_set import evaluate, save_evaluation
-    from search.evaluation.open_set import evaluate_open_set, save_open_set
-    from search.index import EVAL
+    def make(root: Path) -> None:
+        from search.evaluation.closed_set import evaluate, save_evaluation
+        from search.evaluation.open_set import evaluate_open_set, save_open_set
+        from search.index import EVAL
 
-    root = tmp_path_factory.mktemp("indexes")
-    store = EncoderStore(trained)
-    encoders, indexes = {}, {}
-    for name in ("scratch", "pretrained", "transfer"):
-        enc = encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
-        index = indexes[name] = build_index(enc, dataset, "all", root, workers=0)
-        save_evaluation(evaluate(enc, index, dataset, workers=0), index)
-    for name, result in evaluate_open_set(encoders, indexes, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
-                                          log=lambda s: None, workers=0).items():
-        save_open_set(result, indexes[name], indexes[name].path / EVAL)
-    return root
+        store = EncoderStore(trained)
+        encoders, indexes = {}, {}
+        for name in ("scratch", "pretrained", "transfer"):
+            enc = encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
+            index = indexes[name] = build_index(enc, dataset, "all", root, workers=0)
+            save_evaluation(evaluate(enc, index, dataset, workers=0), index)
+        for name, result in evaluate_open_set(encoders, indexes, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
+                                              log=lambda s: None, workers=0).items():
+            save_open_set(result, indexes[name], indexes[name].path / EVAL)
+
+    return made_once(tmp_path_factory, "indexes", make)
 
 
 @pytest.fixture(scope="session")
