@@ -44,6 +44,16 @@ def get_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def assets_dirs(spec: str, index_dir: Path, checkpoint_dir: Path, **fetch_kw) -> tuple[Path, Path]:
+    """The prepared demo's folders fetched from the Hub repo `spec`; when it cannot be had, one line saying why and
+    the folders given (the app starts and its banner says what is missing)."""
+    try:
+        return fetch_assets(spec, **fetch_kw)
+    except LandmarkError as exc:
+        print(f"assets: {exc}", flush=True)
+        return index_dir, checkpoint_dir
+
+
 def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
            data_dir: Path = config.DEFAULT_DATA_DIR, work_dir: Path = config.APP_WORK_DIR,
            mcp_server: bool = config.MCP_SERVER, web: WebPhotoRules = WebPhotoRules(), **kw) -> gr.Blocks:
@@ -88,9 +98,6 @@ if __name__ == "__main__":
             if exc.code:
                 raise
     if args.assets:
-        try:
-            args.index_dir, args.checkpoint_dir = fetch_assets(args.assets)
-        except LandmarkError as exc:  # one line, and the app starts with its banner saying what is missing
-            print(f"assets: {exc}", flush=True)
+        args.index_dir, args.checkpoint_dir = assets_dirs(args.assets, args.index_dir, args.checkpoint_dir)
     launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share,
            args.data_dir)
