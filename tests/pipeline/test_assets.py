@@ -135,36 +135,34 @@ BAD_ASSETS = [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"), (f
               (f"{REPO}@", "is not a Hub repo")]
 
 
-@pytest.fixture(scope="module")
-def started_with_bad_assets(hub, tmp_path_factory) -> dict[str, tuple[str, str]]:
-    """The app started with each bad LANDMARK_ASSETS, all at once (a start is mostly imports, which overlap), each
-    asked for its page and stopped: by spec, the page's config and the app's log."""
-    runs = {}
-    for spec, _ in BAD_ASSETS:
-        folder = tmp_path_factory.mktemp("bad-assets")
-        env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(folder / "hub"),
-                   LANDMARK_WORK_DIR=str(folder / "w"), LANDMARK_ASSETS=spec)
-        runs[spec] = (*_spawn(["--index-dir", str(folder / "none")], env, folder / "app.log"), folder / "app.log")
-    results = {}
+def test_a_missing_repo_is_one_line_and_the_app_still_starts(hub, tmp_path):
+    """The real process, for its wiring: LANDMARK_ASSETS read, the one line printed, the app serving its banner."""
+    spec, line = BAD_ASSETS[0]
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / "hub"),
+               LANDMARK_WORK_DIR=str(tmp_path / "w"), LANDMARK_ASSETS=spec)
+    proc, url = _start(["--index-dir", str(tmp_path / "none")], env, tmp_path / "app.log")
     try:
-        for spec, (proc, url, log) in runs.items():
-            _serving(proc, url, log)
-            results[spec] = httpx.get(url + "config", timeout=10).text
+        page = httpx.get(url + "config", timeout=10).text
     finally:
-        for proc, _, _ in runs.values():
-            proc.terminate()
-        for proc, _, _ in runs.values():
-            proc.wait(timeout=30)
-    return {spec: (page, log.read_text()) for spec, page, (_, _, log) in
-            ((s, results[s], runs[s]) for s in results)}
-
-
-@pytest.mark.parametrize("spec,line", BAD_ASSETS)
-def test_a_missing_repo_or_revision_is_one_line_and_the_app_still_starts(started_with_bad_assets, spec, line):
-    page, log = started_with_bad_assets[spec]
+        proc.terminate()
+        proc.wait(timeout=30)
+    log = (tmp_path / "app.log").read_text()
     assert "No gallery index yet" in page  # the banner
     lines = [ln for ln in log.splitlines() if ln.startswith("assets: ")]
     assert len(lines) == 1 and line in lines[0] and "Traceback" not in log
+
+
+@pytest.mark.parametrize("spec,line", BAD_ASSETS)
+def test_a_missing_repo_or_revision_is_one_line_and_the_app_starts_without_it(hub, tmp_path, capsys, spec, line):
+    """Each bad spec through the app's own fallback, in this process: one line, and the folders the app was given
+    (on which it serves the banner above)."""
+    import app
+
+    given = (tmp_path / "none", tmp_path / "checkpoints")
+    assert app.assets_dirs(spec, *given, endpoint=hub.url, cache_dir=tmp_path / "hub") == given
+    out = capsys.readouterr()
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("assets: ")]
+    assert len(lines) == 1 and line in lines[0] and "Traceback" not in out.out + out.err
 
 
 def test_publish_refuses_a_folder_without_a_prepared_demo(tmp_path):
