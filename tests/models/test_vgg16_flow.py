@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from search.evaluation.closed_set import evaluate, save_evaluation
-from search.indexing.runner import build_index
+from search.indexing.runner import build_indexes
 from search.models.encoders import EncoderStore
 from search.models.training import train_transfer
+from search.photos.feature_cache import feature_cache_for
 from search.serving.engine import SearchEngine
 from tests.conftest import FAST_TRAIN, free_port, synthetic_image
 
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def vgg_app(tmp_path_factory, dataset, trained, vgg_weights):
-    """Transfer head trained on VGG16 fc7, 4096-d pretrained and 256-d transfer indexes, evaluated, served."""
+    """Transfer head trained on VGG16 fc7, 4096-d pretrained and 256-d transfer indexes, evaluated, served. Built as
+    prepare_demo.py builds them: the two VGG16 indexes in one pass that reads the trunk features the head's training
+    kept."""
     import app
 
     ckpt = tmp_path_factory.mktemp("vgg-ckpt")
@@ -29,10 +32,13 @@ def vgg_app(tmp_path_factory, dataset, trained, vgg_weights):
     store = EncoderStore(ckpt, weights=vgg_weights)
     fit = train_transfer(dataset, ckpt / "transfer_head.pt", 4, store, FAST_TRAIN, trunk="vgg16", log=lambda s: None)
     root = tmp_path_factory.mktemp("vgg-indexes")
+    encoders = {name: store.load(name, trunk=None if name == "scratch" else "vgg16")
+                for name in ("scratch", "pretrained", "transfer")}
+    indexes = build_indexes(list(encoders.values()), dataset, "train", root, workers=0,
+                            features=feature_cache_for(ckpt, store.trunk("vgg16")))
     reports = {}
-    for name in ("scratch", "pretrained", "transfer"):
-        enc = store.load(name, trunk=None if name == "scratch" else "vgg16")
-        index = build_index(enc, dataset, "train", root, workers=0)
+    for name, enc in encoders.items():
+        index = indexes[name]
         result = evaluate(enc, index, dataset, workers=0)
         save_evaluation(result, index)
         reports[name] = result.report
