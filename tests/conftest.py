@@ -24,10 +24,13 @@ from search.models.trunks import OFFLINE_TRUNK
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The suite runs in pytest-xdist workers (pytest.ini): each worker's apps keep their uploads in a folder of their own,
-# as tests look at what an app left in its upload folder.
+# The suite runs in pytest-xdist workers (pytest.ini), one per core: each worker and the processes it starts run
+# torch on one thread (two workers' threads waiting on each other's cores cost more than they gain), and each
+# worker's apps keep their uploads in a folder of their own, as tests look at what an app left there.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
     os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / "gradio" / f"tests-{WORKER}")
 
 
@@ -89,6 +92,13 @@ def make_dataset(root: Path, n_train: int = 8, n_test: int = 3, seed: int = 0) -
             for i in range(n):
                 synthetic_image(cid, rng).save(d / f"{cname[:2]}_{split}_{i}.jpg", quality=92)
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """Files holding slow tests first, each file's tests in their order: the workers take one file at a time, and a
+    long file started last would leave the other worker idle at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:

@@ -9,6 +9,7 @@ import sys
 import tarfile
 
 import numpy as np
+import pytest
 
 from search.index import load_index
 from search.models.encoders import EncoderStore
@@ -22,6 +23,7 @@ TRAINING_SIDE = ("search.models.training", "search.models.augment", "search.phot
                  "search.models.malloc", "search.evaluation.open_set", "search.evaluation.closed_set")
 
 
+@pytest.mark.slow
 def test_the_app_imports_nothing_of_training():
     code = "import sys, json, app; print(json.dumps(sorted(m for m in sys.modules if m.startswith('search.'))))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -48,6 +50,7 @@ for name in ("scratch", "pretrained", "transfer"):
 """
 
 
+@pytest.mark.slow
 def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(dataset, tmp_path):
     """The code as it was before the move writes a checkpoint dir and three indexes; today's code loads and searches
     them (the on-disk format did not change)."""

@@ -107,6 +107,7 @@ def home_dir():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_the_app_serves_a_hub_repo_then_starts_offline_from_the_cache(hub, tmp_path, home_dir):
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(home_dir / "hub"),
                LANDMARK_WORK_DIR=str(home_dir / "work"))
@@ -135,6 +136,7 @@ BAD_ASSETS = [("landmark-lens/nope", "No Hub model repo landmark-lens/nope"), (f
               (f"{REPO}@", "is not a Hub repo")]
 
 
+@pytest.mark.slow
 def test_a_missing_repo_is_one_line_and_the_app_still_starts(hub, tmp_path):
     """The real process, for its wiring: LANDMARK_ASSETS read, the one line printed, the app serving its banner."""
     spec, line = BAD_ASSETS[0]

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import ROOT, run_cli, run_script
 
 
+@pytest.mark.slow
 def test_train_build_query_evaluate(dataset, tmp_path):
     ck, idx = tmp_path / "ck", tmp_path / "idx"
     r = run_script("scripts/train.py", "--encoder", "scratch", "--data-dir", dataset, "--epochs", "2",
@@ -52,6 +53,7 @@ def test_every_script_imports_and_shows_its_help(script):
     assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_study_cli_compares_the_built_indexes(built, tmp_path):
     import shutil
 

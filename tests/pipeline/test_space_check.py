@@ -7,9 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_space_check_passes_every_step(built, trained):
     from search.pipeline.prepare import loadable_indexes
     from search.study.store import ensure

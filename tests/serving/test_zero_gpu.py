@@ -77,6 +77,7 @@ def zero_gpu_server(built, trained, tmp_path_factory):
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_every_model_call_runs_inside_spaces_gpu(zero_gpu_server, tmp_path):
     url, log = zero_gpu_server
     assert "guard active" in log.read_text(), log.read_text()[-3000:]

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import synthetic_image
 
 webdriver = pytest.importorskip("selenium.webdriver")
+pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
