@@ -25,11 +25,13 @@ TRAINING_SIDE = ("search.models.training", "search.models.augment", "search.phot
 
 @pytest.mark.slow
 def test_the_app_imports_nothing_of_training():
-    code = "import sys, json, app; print(json.dumps(sorted(m for m in sys.modules if m.startswith('search.'))))"
+    code = ("import sys, json, app; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('search.', 'sklearn')))))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                        check=True).stdout)
     assert "search.serving.engine" in loaded and "search.private.galleries" in loaded  # it did load the app
     assert not set(TRAINING_SIDE) & set(loaded), set(TRAINING_SIDE) & set(loaded)
+    assert "sklearn" not in loaded  # scikit-learn fits calibrations, maps and studies; serving only reads them
 
 
 OLD_BUILD = r"""

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from torchvision import datasets
 
 from search import config
@@ -148,6 +147,9 @@ def gallery_items(root: Path, split: str) -> tuple[list[str], list[tuple[Path, I
 
 def stratified_split(targets: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation indices held out per class, seeded."""
+    # only to split: the app and Ray workers skip its second of import
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(len(targets))
     targets = np.asarray(targets)
     counts = np.bincount(targets)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 from search import config
 
@@ -49,6 +48,9 @@ def pair_distances(queries: np.ndarray, gallery: np.ndarray, q_labels: np.ndarra
 def fit_calibration(distances: np.ndarray, same: np.ndarray, encoder_fingerprint: str = "",
                     max_pairs: int = config.CALIBRATION_MAX_PAIRS, seed: int = config.SEED) -> Calibration:
     """Isotonic regression of same-landmark on distance (non-increasing), on at most `max_pairs` pairs."""
+    # only to fit: the app and Ray workers skip its second of import
+    from sklearn.isotonic import IsotonicRegression
+
     d, y = np.asarray(distances, np.float64), np.asarray(same, np.float64)
     if len(d) == 0 or y.min() == y.max():
         raise ValueError("calibration needs both same-landmark and different-landmark pairs")

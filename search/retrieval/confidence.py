@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from search import config
 
@@ -97,6 +94,10 @@ class Confidence:
 def fit_confidence(feats: np.ndarray, same: np.ndarray, names: tuple[str, ...], k: int,
                    encoder_fingerprint: str = "") -> Confidence:
     """Fit P(same landmark) on (rows, F) hit features and whether each hit shows the query's landmark."""
+    # only to fit: the app and Ray workers skip its second of import
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     x, y = np.asarray(feats, np.float64), np.asarray(same, bool)
     if len(x) == 0 or y.all() or not y.any():
         raise ValueError("a confidence needs hits of the query's landmark and hits of others")
@@ -121,6 +122,9 @@ def match_threshold(p_absent: np.ndarray, max_false: float = config.MAX_FALSE_CO
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     """Area under the ROC curve of `scores` separating positives from negatives (None without both)."""
+    # only to fit: the app and Ray workers skip its second of import
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(positive, bool)
     if y.all() or not y.any():
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.manifold import TSNE
 
 from search import config
 
@@ -14,6 +13,9 @@ def tsne_2d(embeddings: np.ndarray, cfg: config.TsneConfig = config.TsneConfig()
     Past `cfg.fit_limit` photos, t-SNE is fitted on a seeded sample of that size and every other photo is placed
     into that map like a query: at the distance-weighted mean of its nearest sampled photos.
     """
+    # only to fit: the app and Ray workers skip its second of import
+    from sklearn.manifold import TSNE
+
     emb = np.asarray(embeddings, dtype=np.float32)
     n = len(emb)
     if n < 4:

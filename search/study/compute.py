@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.manifold import trustworthiness
-from sklearn.metrics import silhouette_score
 
 from search import config
 
@@ -54,6 +52,9 @@ def map_faithfulness(vectors: np.ndarray, coords: np.ndarray, neighbours: np.nda
                      max_points: int = config.STUDY.trust_max_points, seed: int = config.SEED) -> dict:
     """How much of what the 2-D map suggests is true: trustworthiness (scikit-learn, on a seeded subsample past
     `max_points`) and the share of each photo's k embedding neighbours that are among its k map neighbours."""
+    # only to compute a study: the app and Ray workers skip its second of import
+    from sklearn.manifold import trustworthiness
+
     n = len(vectors)
     rows = np.arange(n)
     if n > max_points:
@@ -69,6 +70,9 @@ def separation(vectors: np.ndarray, labels: np.ndarray, neighbours: np.ndarray,
                max_points: int = config.STUDY.silhouette_max_points, seed: int = config.SEED) -> dict | None:
     """How well an embedding separates labelled groups: silhouette score (cosine, seeded subsample past
     `max_points`) and leave-one-out kNN class accuracy (majority vote of the k neighbours, ties to the nearest)."""
+    # only to compute a study: the app and Ray workers skip its second of import
+    from sklearn.metrics import silhouette_score
+
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2 or len(labels) < 3:
         return None
