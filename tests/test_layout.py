@@ -15,7 +15,7 @@ from search.index import load_index
 from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
-from tests.conftest import ROOT, synthetic_image
+from tests.conftest import CLASSES, ROOT, make_dataset, synthetic_image
 
 BEFORE_SUBPACKAGES = "7f939ac"  # the last commit with the flat search/ package
 
@@ -53,9 +53,10 @@ for name in ("scratch", "pretrained", "transfer"):
 
 
 @pytest.mark.slow
-def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(dataset, tmp_path):
+def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(tmp_path):
     """The code as it was before the move writes a checkpoint dir and three indexes; today's code loads and searches
     them (the on-disk format did not change)."""
+    dataset = make_dataset(tmp_path / "data", n_train=4, n_test=2)  # 18 photos: the format, not the models, matters
     old = tmp_path / "old"
     archive = subprocess.run(["git", "archive", "--format=tar", BEFORE_SUBPACKAGES], cwd=ROOT, capture_output=True,
                              check=True).stdout
@@ -71,7 +72,7 @@ def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(d
     store = EncoderStore(ckpt)
     for name in ("scratch", "pretrained", "transfer"):
         index = load_index(root / name, store.load(name, trunk=None if name == "scratch" else OFFLINE_TRUNK))
-        assert index.manifest["count"] == 33 and index.embeddings.shape[0] == 33
+        assert index.manifest["count"] == len(CLASSES) * 6 and index.embeddings.shape[0] == len(CLASSES) * 6
     engine = SearchEngine(root, ckpt)
     assert set(engine.backends) == {"scratch", "pretrained", "transfer"}, engine.unavailable
     photo = synthetic_image(1, np.random.default_rng(5))

@@ -20,7 +20,7 @@ from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
-from tests.conftest import ROOT, synthetic_image
+from tests.conftest import ROOT, run_cli, synthetic_image
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -96,10 +96,10 @@ def test_a_ray_build_killed_as_a_whole_leaves_the_previous_index_serving(ray_clu
     assert after.manifest == before.manifest
     again = [h.path for h in SearchEngine(root, trained, names=("transfer",)).search("transfer", query, 5)]
     assert again == answer
-    r = subprocess.run([sys.executable, "scripts/build_index.py", "--encoder", "transfer", "--engine", "ray",
-                        "--ray-address", ray_cluster, "--data-dir", str(dataset), "--split", "train",
-                        "--out-dir", str(root), "--checkpoint-dir", str(trained), "--trunk", OFFLINE_TRUNK],
-                       cwd=ROOT, capture_output=True, text=True)
+    # The same command again, in this process (the killed one was the real process), completes on Ray.
+    r = run_cli("scripts/build_index.py", "--encoder", "transfer", "--engine", "ray", "--ray-address", ray_cluster,
+                "--data-dir", dataset, "--split", "train", "--out-dir", root, "--checkpoint-dir", trained,
+                "--trunk", OFFLINE_TRUNK)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["count"] == 24
     assert load_index(root / "transfer", enc).manifest["build"]["engine"] == "ray"

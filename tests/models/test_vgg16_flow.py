@@ -15,18 +15,21 @@ from search.models.encoders import EncoderStore
 from search.models.training import train_transfer
 from search.photos.feature_cache import feature_cache_for
 from search.serving.engine import SearchEngine
-from tests.conftest import FAST_TRAIN, free_port, synthetic_image
+from tests.conftest import CLASSES, FAST_TRAIN, free_port, make_dataset, synthetic_image
 
 pytestmark = pytest.mark.slow
 
+N_TRAIN, N_TEST = 4, 2  # photos per landmark: VGG16 is the slowest trunk, and the flow is the same at any size
+
 
 @pytest.fixture(scope="module")
-def vgg_app(tmp_path_factory, dataset, trained, vgg_weights):
+def vgg_app(tmp_path_factory, trained, vgg_weights):
     """Transfer head trained on VGG16 fc7, 4096-d pretrained and 256-d transfer indexes, evaluated, served. Built as
     prepare_demo.py builds them: the two VGG16 indexes in one pass that reads the trunk features the head's training
     kept."""
     import app
 
+    dataset = make_dataset(tmp_path_factory.mktemp("vgg-data"), n_train=N_TRAIN, n_test=N_TEST)
     ckpt = tmp_path_factory.mktemp("vgg-ckpt")
     shutil.copy(trained / "scratch.pt", ckpt / "scratch.pt")
     store = EncoderStore(ckpt, weights=vgg_weights)
@@ -55,12 +58,13 @@ def test_vgg16_transfer_head_and_indexes(vgg_app):
     assert len(vgg_app["fit"].history) == 4
     for name, dim in (("pretrained", 4096), ("transfer", 256)):
         manifest = json.loads((vgg_app["root"] / name / "manifest.json").read_text())
-        assert manifest["trunk"] == "vgg16" and manifest["dim"] == dim and manifest["count"] == 24
+        assert manifest["trunk"] == "vgg16" and manifest["dim"] == dim and manifest["count"] == len(CLASSES) * N_TRAIN
         assert manifest["label"].endswith("VGG16") or "VGG16 +" in manifest["label"]
         emb = np.load(vgg_app["root"] / name / "embeddings.npy")
-        assert emb.shape == (24, dim) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+        assert emb.shape == (len(CLASSES) * N_TRAIN, dim) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
         report = vgg_app["reports"][name]
-        assert report["queries"] == 9 and report["gallery"] == 24 and "calibration" in report
+        assert report["queries"] == len(CLASSES) * N_TEST and report["gallery"] == len(CLASSES) * N_TRAIN
+        assert "calibration" in report
 
 
 def test_vgg16_indexes_serve_search_and_compare(vgg_app, tmp_path):
