@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -66,7 +67,8 @@ def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(t
         t.extractall(old, filter="data")
     ckpt, root = tmp_path / "ckpt", tmp_path / "idx"
     r = subprocess.run([sys.executable, "-c", OLD_BUILD, str(dataset), str(ckpt), str(root), OFFLINE_TRUNK], cwd=old,
-                       env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                       env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                            **{k: v for k, v in os.environ.items() if k == "OMP_NUM_THREADS"}},
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     store = EncoderStore(ckpt)

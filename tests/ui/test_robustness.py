@@ -133,7 +133,7 @@ def test_cli_bad_inputs_get_one_clear_line(built, trained, tmp_path, dataset):
 def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path):
     root = tmp_path / "idx"
     shutil.copytree(built, root)
-    bigger = make_dataset(tmp_path / "bigger", n_train=50, n_test=1, seed=3)  # 150 images: seconds to encode
+    bigger = make_dataset(tmp_path / "bigger", n_train=30, n_test=1, seed=3)  # 90 images: seconds to encode
     store = EncoderStore(trained)
     enc = store.load("pretrained", trunk=OFFLINE_TRUNK)
     before = load_index(root / "pretrained", enc)
@@ -164,11 +164,11 @@ def test_sigkilled_build_leaves_previous_index_serving(built, trained, tmp_path)
     # The next build cleans up whatever the killed one left and completes (the same command, in this process).
     r = run_cli(*cmd[1:])
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["count"] == 150 and not list(root.glob(".pretrained.*"))
+    assert json.loads(r.stdout)["count"] == 90 and not list(root.glob(".pretrained.*"))
     # Whatever the kill interrupted, no file under a final name is half-written.
     for thumb in (root / "thumbnails").glob("[!.]*.jpg"):
         Image.open(thumb).load()
-    assert load_index(root / "pretrained", enc).manifest["count"] == 150
+    assert load_index(root / "pretrained", enc).manifest["count"] == 90
 
 
 KILL_DURING_SWAP = """
