@@ -23,7 +23,7 @@ N_TRAIN, N_TEST = 4, 2  # photos per landmark: VGG16 is the slowest trunk, and t
 
 
 @pytest.fixture(scope="module")
-def vgg_app(tmp_path_factory, trained, vgg_weights):
+def vgg_app(tmp_path_factory, vgg_weights, trained):  # the weights first: another worker may be training
     """Transfer head trained on VGG16 fc7, 4096-d pretrained and 256-d transfer indexes, evaluated, served. Built as
     prepare_demo.py builds them: the two VGG16 indexes in one pass that reads the trunk features the head's training
     kept."""

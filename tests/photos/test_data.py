@@ -15,7 +15,7 @@ from search.models.encoders import EncoderStore
 from search.photos.download import from_zip, verify_layout
 from search.photos.folders import UndecodableImageWarning, display_name
 from search.photos.images import open_image
-from tests.conftest import ROOT, make_dataset
+from tests.conftest import ROOT, make_dataset, run_cli
 
 
 def test_display_name():
@@ -39,14 +39,13 @@ def test_get_data_from_zip_cli_and_rerun(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert verify_layout(out) == {"train": 6, "test": 3, "classes": 3}
-    r2 = subprocess.run(cmd, capture_output=True, text=True)
+    r2 = run_cli("scripts/get_data.py", *cmd[2:])  # the same command again, in this process
     assert r2.returncode == 0 and '"already_present": 1' in r2.stdout
     assert not list(out.parent.glob(".unpack-*"))
 
 
 def test_get_data_offline_fails_with_one_clear_line(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "get_data.py"), "--out", str(tmp_path / "d"),
-                        "--url", "http://127.0.0.1:9/landmark_images.zip"], capture_output=True, text=True)
+    r = run_cli("scripts/get_data.py", "--out", tmp_path / "d", "--url", "http://127.0.0.1:9/landmark_images.zip")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     assert "--from-zip" in r.stderr
