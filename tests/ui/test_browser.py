@@ -59,7 +59,7 @@ def browser(tmp_path_factory):
 def _wait_ready(browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, 90)
+    return WebDriverWait(browser, 90, poll_frequency=0.1)  # a tenth of a second, not half: a page answers sooner
 
 
 @contextlib.contextmanager
