@@ -4,11 +4,13 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, run_script
+from tests.conftest import CLASSES, ROOT, make_dataset, run_cli, run_script
 
 
 @pytest.mark.slow
-def test_train_build_query_evaluate(dataset, tmp_path):
+def test_train_build_query_evaluate(tmp_path):
+    dataset = make_dataset(tmp_path / "data", n_train=4, n_test=2)  # 12 + 6 photos: every step, a little data
+    n_train, n_test = len(CLASSES) * 4, len(CLASSES) * 2
     ck, idx = tmp_path / "ck", tmp_path / "idx"
     r = run_script("scripts/train.py", "--encoder", "scratch", "--data-dir", dataset, "--epochs", "2",
              "--checkpoint-dir", ck, "--workers", "0", "--batch-size", "8")
@@ -19,7 +21,7 @@ def test_train_build_query_evaluate(dataset, tmp_path):
     r = run_script("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
              "--out-dir", idx, "--checkpoint-dir", ck, "--workers", "0")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["count"] == 24
+    assert json.loads(r.stdout)["count"] == n_train
     query = next((dataset / "test").rglob("*.jpg"))
     r = run_script("scripts/query.py", "--index-dir", idx, "--encoder", "scratch", "--image", query, "--top-k", "5",
              "--checkpoint-dir", ck)
@@ -32,9 +34,9 @@ def test_train_build_query_evaluate(dataset, tmp_path):
              "--checkpoint-dir", ck, "--workers", "0")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert report["queries"] == 9 and {"precision@1", "precision@5", "precision@10", "mAP@10"} <= report.keys()
+    assert report["queries"] == n_test and {"precision@1", "precision@5", "precision@10", "mAP@10"} <= report.keys()
     assert json.loads((idx / "scratch" / "eval.json").read_text())["mAP@10"] == report["mAP@10"]
-    assert report["open_set"]["queries_absent"] == 9 and "unseen" in report  # the open-set evaluation, by default
+    assert report["open_set"]["queries_absent"] == n_test and "unseen" in report  # the open-set evaluation, by default
     assert json.loads((idx / "scratch" / "manifest.json").read_text())["confidence"]["file"]
 
 

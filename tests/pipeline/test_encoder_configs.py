@@ -68,7 +68,7 @@ def test_a_configured_set_of_encoders_is_prepared_served_compared_and_studied(tm
 
     file = tmp_path / "encoders.toml"
     file.write_text(text)
-    data = make_dataset(tmp_path / "src", n_train=6, n_test=2)
+    data = make_dataset(tmp_path / "src", n_train=4, n_test=2)
     epochs = [f"--{n}-epochs" for n in names if n in ("scratch", "transfer", "lite2_transfer")]  # 2 each: quick
     r = run_cli("scripts/prepare_demo.py", "--encoders", file, "--from-dir", data, "--data-dir", tmp_path / "data",
                 "--index-dir", tmp_path / "indexes", "--checkpoint-dir", tmp_path / "checkpoints",

@@ -28,7 +28,7 @@ from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
 from tests.conftest import ROOT, make_dataset, run_cli, run_script, synthetic_image
 
-QUERIES_PER_CLIENT = 5  # 100 queries: every client's queries overlap all the others'
+QUERIES_PER_CLIENT = 3  # 60 queries: every client's queries overlap all the others'
 
 
 @pytest.mark.slow
