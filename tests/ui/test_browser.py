@@ -31,8 +31,11 @@ def ssr_server(built, trained, tmp_path_factory):
     demo = app.launch(SearchEngine(built, trained), "127.0.0.1", port, work_dir=tmp_path_factory.mktemp("ssr-work"),
                       prevent_thread_lock=True, quiet=True, ssr_mode=True)
     assert demo.ssr_mode and demo._node_is_proxy, "SSR needs Node.js (Debian's nodejs)"
+    node = demo.node_process
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+    node.terminate()  # Blocks.close() leaves Gradio's Node server running (it dies with a Space's process)
+    node.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
