@@ -442,8 +442,10 @@ def test_a_link_reopens_a_search_on_search_or_compare_and_a_bad_link_says_why(se
 
 def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(server, browser, tmp_path):
     """At 390x844: the photo box, the encoder, the results in two columns and the map no wider than the screen."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(2, np.random.default_rng(51)).save(photo)
@@ -455,9 +457,17 @@ def test_search_on_a_phone_shows_two_result_columns_and_a_map_within_the_screen(
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")) == 9)
         wait.until(_map_drawn)
         rect = "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];"
-        items = [browser.execute_script(rect, e) for e in
-                 browser.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[:3]]
-        assert abs(items[0][1] - items[1][1]) < 2 and items[2][1] > items[0][3] - 2  # two per row, the third below
+
+        def first_three(d) -> list:
+            return [d.execute_script(rect, e) for e in d.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item")[:3]]
+
+        def two_per_row(items) -> bool:  # the first two side by side, the third below them
+            return abs(items[0][1] - items[1][1]) < 2 and items[2][1] > items[0][3] - 2
+
+        with contextlib.suppress(TimeoutException):  # the grid settles as its thumbnails arrive
+            WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda d: two_per_row(first_three(d)))
+        items = first_three(browser)
+        assert two_per_row(items), items
         assert (items[1][2] - items[0][0]) > 390 * 0.6  # two columns across most of the screen
         for selector in ("#query-image", "#encoder", "#results", "#map .ll-map-plot"):
             left, _, right, _ = browser.execute_script(rect, browser.find_element(By.CSS_SELECTOR, selector))
