@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from scripts.benchmarks.common import free_port
 from search import config
 from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
@@ -44,13 +45,6 @@ FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, decode_work
 FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
