@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from search import config
 from search.errors import NoHeatmapError, WeightsUnavailableError
+from search.models.networks import IMAGENET_MEAN, IMAGENET_STD
 from search.models.trunks import Trunk, TrunkSpec, file_fingerprint
 
 
@@ -219,7 +220,7 @@ def _script(name: str, weights_path: Path | None) -> LibraryTrunk:
                                       "(torchvision:<model> or timm:<model>).") from exc
     transform = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(config.IMAGE_SIZE), v2.ToImage(),
                             v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+                            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     return LibraryTrunk(name, f"{path.name} (your model)", net, transform, file_fingerprint(path))
 
 
