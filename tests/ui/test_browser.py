@@ -77,6 +77,14 @@ def _viewport(browser, width: int, height: int, mobile: bool = False):
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def _load_compare(browser, server: str, photo=None):
+    """Load the page, open the Compare tab and (given a photo) drop it there; the page's wait."""
+    browser.get(server)
+    wait = _wait_ready(browser)
+    _open_compare(browser, wait, photo)
+    return wait
+
+
 def _open_compare(browser, wait, photo=None) -> None:
     """Click the Compare tab (on a page already loaded) and, given a photo, drop it on the tab's photo box."""
     from selenium.webdriver.common.by import By
@@ -142,9 +150,7 @@ def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browse
     photo = tmp_path / "photo.jpg"
     synthetic_image(1, np.random.default_rng(31)).save(photo)
     with _viewport(browser, 1400, 900):
-        browser.get(server)
-        wait = _wait_ready(browser)
-        _open_compare(browser, wait, photo)
+        wait = _load_compare(browser, server, photo)
         for name in ("scratch", "pretrained", "transfer"):
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
         browser.execute_script("window.scrollTo(0, 0)")
@@ -161,9 +167,7 @@ def test_compare_tab_in_the_browser(server, browser, tmp_path):
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(2, np.random.default_rng(13)).save(photo)
-    browser.get(server)
-    wait = _wait_ready(browser)
-    _open_compare(browser, wait, photo)
+    wait = _load_compare(browser, server, photo)
     wait.until(lambda d: "Do the encoders agree" in d.find_element(By.ID, "agreement").text)
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"#compare-{name} img")) == 6)
@@ -502,9 +506,7 @@ def test_a_photo_from_a_web_address_is_searched_and_compared_and_a_loopback_addr
     wait.until(lambda d: "not a public address" in " ".join(
         t.text for t in d.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")))
 
-    browser.get(server)
-    wait = _wait_ready(browser)
-    _open_compare(browser, wait)
+    wait = _load_compare(browser, server)
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-url textarea, #compare-url input").is_displayed())
     enter("compare-url", f"{photo_host}/photo.jpg")
     for name in ("scratch", "pretrained", "transfer"):
@@ -527,9 +529,7 @@ def test_compare_shows_the_encoders_ticked_and_compares_the_photo_again(server, 
 
     photo = tmp_path / "photo.jpg"
     synthetic_image(0, np.random.default_rng(23)).save(photo)
-    browser.get(server)
-    wait = _wait_ready(browser)
-    _open_compare(browser, wait, photo)
+    wait = _load_compare(browser, server, photo)
     wait.until(lambda d: "returned by all 3" in d.find_element(By.ID, "agreement").text)
     assert shown(browser) == ["scratch", "pretrained", "transfer"]
     tick("scratch")
