@@ -87,8 +87,9 @@ class VGG16Trunk(Trunk):
     def __init__(self, state_dict: dict, fingerprint: str):
         weights = models.VGG16_Weights.IMAGENET1K_V1
         super().__init__(fingerprint, weights.transforms())
-        net = models.vgg16(weights=None)
-        net.load_state_dict(state_dict)
+        with torch.device("meta"):  # no random initialisation: every tensor is the state dict's (VGG16 has no buffers)
+            net = models.vgg16(weights=None)
+        net.load_state_dict(state_dict, assign=True)
         self.features = net.features
         self.avgpool = net.avgpool
         self.fc67 = net.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU

@@ -85,6 +85,27 @@ def test_vgg16_pretrained_is_fc7_computed_by_hand(vgg_weights, trained, images):
     assert (out >= 0).all()
 
 
+def test_vgg16_is_built_from_its_weights_without_a_random_initialisation_first(vgg_weights, trained, monkeypatch):
+    """138M random numbers drawn only to be overwritten cost a second at every start of an app serving VGG16."""
+    drawn = []
+
+    def counted(real):
+        def init(*args, **kwargs):
+            tensor = args[0] if args else kwargs["tensor"]
+            drawn.append(0 if tensor.is_meta else tensor.numel())
+            return real(*args, **kwargs)
+        return init
+
+    for name in ("kaiming_normal_", "normal_", "constant_"):  # what torchvision's VGG.__init__ draws with
+        monkeypatch.setattr(torch.nn.init, name, counted(getattr(torch.nn.init, name)))
+    enc = EncoderStore(trained, weights=vgg_weights).load("pretrained", trunk="vgg16")
+    assert sum(drawn) == 0
+    state = torch.load(vgg_weights, weights_only=True)
+    params = {k.replace("fc67.", "classifier."): p for k, p in enc.trunk.named_parameters()}
+    assert params.keys() == state.keys() - {"classifier.6.weight", "classifier.6.bias"}  # up to fc7
+    assert all(torch.equal(p, state[k]) and not p.requires_grad for k, p in params.items())
+
+
 def test_pretrained_and_transfer_share_one_trunk(trained):
     store = EncoderStore(trained)
     pre = store.load("pretrained", trunk=OFFLINE_TRUNK)
