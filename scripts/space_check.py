@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=None, help="the app's port (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the Hub cache and the app's log (printed at the end)")
     a = p.parse_args(argv)
-    from scripts.benchmarks.common import free_port
+    from scripts.benchmarks.ports import free_port
     from search.pipeline.prepare import loadable_indexes
 
     indexes = loadable_indexes(a.index_dir)

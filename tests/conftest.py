@@ -14,24 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
-from scripts.benchmarks.common import free_port
+from scripts.benchmarks.ports import free_port
 from search import config
-from search.indexing.runner import build_index
-from search.models.encoders import EncoderStore
-from search.models.trunks import OFFLINE_TRUNK
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # The suite runs in pytest-xdist workers (pytest.ini), one per core: each worker and the processes it starts run
-# torch on one thread (two workers' threads waiting on each other's cores cost more than they gain), and each
-# worker's apps keep their uploads in a folder of their own, as tests look at what an app left there.
+# torch on one thread (two workers' threads waiting on each other's cores cost more than they gain; torch reads
+# OMP_NUM_THREADS when first imported, after this file), and each worker's apps keep their uploads in a folder of
+# their own, as tests look at what an app left there. This file imports no torch itself: pytest's main process loads
+# it before it starts the workers.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
     os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / "gradio" / f"tests-{WORKER}")
 
 
@@ -124,6 +121,7 @@ def dataset(tmp_path_factory) -> Path:
 def vgg_weights(tmp_path_factory) -> Path:
     """A randomly initialised VGG16 state dict in a temp file (the real weights cannot be downloaded here)."""
     def make(folder: Path) -> None:
+        import torch
         from torchvision import models
 
         torch.manual_seed(0)
@@ -136,7 +134,9 @@ def vgg_weights(tmp_path_factory) -> Path:
 def trained(tmp_path_factory, dataset) -> Path:
     """A checkpoint dir with a scratch CNN and an offline-trunk transfer head trained on the dataset."""
     def make(ckpt: Path) -> None:
+        from search.models.encoders import EncoderStore
         from search.models.training import train_scratch, train_transfer
+        from search.models.trunks import OFFLINE_TRUNK
 
         store = EncoderStore(ckpt)
         train_scratch(dataset, ckpt / "scratch.pt", 3, store, FAST_TRAIN, log=lambda s: None)
@@ -153,6 +153,9 @@ def built(tmp_path_factory, dataset, trained) -> Path:
         from search.evaluation.closed_set import evaluate, save_evaluation
         from search.evaluation.open_set import evaluate_open_set, save_open_set
         from search.index import EVAL
+        from search.indexing.runner import build_index
+        from search.models.encoders import EncoderStore
+        from search.models.trunks import OFFLINE_TRUNK
 
         store = EncoderStore(trained)
         encoders, indexes = {}, {}

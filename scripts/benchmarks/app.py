@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts.benchmarks import common as bench
+from scripts.benchmarks.ports import free_port
 from scripts.benchmarks.report import row
 from search import config
 from search.index import GalleryIndex
@@ -53,7 +54,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     photo = tmp / "query.jpg"
     bench.synthetic_photo(rng).save(photo)
     image = open_image(photo)
-    port = bench.free_port()
+    port = free_port()
     demo = app.launch(engine, "127.0.0.1", port, work_dir=tmp / "work", prevent_thread_lock=True, quiet=True)
     try:
         timings = {}

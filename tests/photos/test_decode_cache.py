@@ -220,8 +220,8 @@ def test_index_builds_read_the_trunk_features_the_transfer_head_was_trained_on(d
     from search.indexing.runner import build_indexes
     from search.models.encoders import EncoderStore
     from search.models.training import transfer_features
+    from search.models.trunks import OFFLINE_TRUNK
     from search.photos.feature_cache import feature_cache_for
-    from tests.conftest import OFFLINE_TRUNK
 
     store = EncoderStore(trained)
     encs = [store.load(n, trunk=OFFLINE_TRUNK) for n in ("scratch", "pretrained", "transfer")]

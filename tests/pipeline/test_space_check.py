@@ -34,7 +34,7 @@ def test_the_apps_port_is_drawn_where_no_outgoing_connection_can_take_it():
     import socket
     from pathlib import Path
 
-    from scripts.benchmarks.common import free_port
+    from scripts.benchmarks.ports import free_port
 
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(20):
