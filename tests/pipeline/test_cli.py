@@ -18,8 +18,9 @@ def test_train_build_query_evaluate(tmp_path):
     final = json.loads(r.stdout.strip().splitlines()[-1])
     assert final["encoder"] == "scratch" and 0 <= final["val_acc"] <= 1 and (ck / "scratch.pt").is_file()
     assert "epoch   2/2" in r.stderr + r.stdout
-    r = run_script("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
-             "--out-dir", idx, "--checkpoint-dir", ck, "--workers", "0")
+    # In this process: build_index.py runs as typed, as a real process, in the killed-build tests.
+    r = run_cli("scripts/build_index.py", "--encoder", "scratch", "--data-dir", dataset, "--split", "train",
+                "--out-dir", idx, "--checkpoint-dir", ck, "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["count"] == n_train
     query = next((dataset / "test").rglob("*.jpg"))
