@@ -150,7 +150,7 @@ def trained(tmp_path_factory, dataset) -> Path:
 def built(tmp_path_factory, dataset, trained) -> Path:
     """An index root with all three encoders' indexes (offline trunk) over train + test, evaluated and calibrated."""
     def make(root: Path) -> None:
-        from search.evaluation.closed_set import evaluate, save_evaluation
+        from search.evaluation.closed_set import evaluate_all, save_evaluation
         from search.evaluation.open_set import evaluate_open_set, save_open_set
         from search.index import EVAL
         from search.indexing.runner import build_index
@@ -160,9 +160,11 @@ def built(tmp_path_factory, dataset, trained) -> Path:
         store = EncoderStore(trained)
         encoders, indexes = {}, {}
         for name in ("scratch", "pretrained", "transfer"):
-            enc = encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
-            index = indexes[name] = build_index(enc, dataset, "all", root, workers=0)
-            save_evaluation(evaluate(enc, index, dataset, workers=0), index)
+            encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
+            indexes[name] = build_index(encoders[name], dataset, "all", root, workers=0)
+        pairs = {name: (encoders[name], indexes[name]) for name in encoders}
+        for name, result in evaluate_all(pairs, dataset, workers=0).items():  # as prepare_demo.py evaluates
+            save_evaluation(result, indexes[name])
         for name, result in evaluate_open_set(encoders, indexes, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
                                               log=lambda s: None, workers=0).items():
             save_open_set(result, indexes[name], indexes[name].path / EVAL)

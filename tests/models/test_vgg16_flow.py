@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.evaluation.closed_set import evaluate, save_evaluation
+from search.evaluation.closed_set import evaluate_all, save_evaluation
 from search.indexing.runner import build_indexes
 from search.models.encoders import EncoderStore
 from search.models.training import train_transfer
@@ -26,7 +26,7 @@ N_TRAIN, N_TEST = 4, 2  # photos per landmark: VGG16 is the slowest trunk, and t
 def vgg_app(tmp_path_factory, vgg_weights, trained):  # the weights first: another worker may be training
     """Transfer head trained on VGG16 fc7, 4096-d pretrained and 256-d transfer indexes, evaluated, served. Built as
     prepare_demo.py builds them: the two VGG16 indexes in one pass that reads the trunk features the head's training
-    kept."""
+    kept, and evaluated with the test photos through the trunk once for both."""
     import app
 
     dataset = make_dataset(tmp_path_factory.mktemp("vgg-data"), n_train=N_TRAIN, n_test=N_TEST)
@@ -40,10 +40,8 @@ def vgg_app(tmp_path_factory, vgg_weights, trained):  # the weights first: anoth
     indexes = build_indexes(list(encoders.values()), dataset, "train", root, workers=0,
                             features=feature_cache_for(ckpt, store.trunk("vgg16")))
     reports = {}
-    for name, enc in encoders.items():
-        index = indexes[name]
-        result = evaluate(enc, index, dataset, workers=0)
-        save_evaluation(result, index)
+    for name, result in evaluate_all({n: (e, indexes[n]) for n, e in encoders.items()}, dataset, workers=0).items():
+        save_evaluation(result, indexes[name])
         reports[name] = result.report
     port = free_port()
     demo = app.launch(SearchEngine(root, ckpt, vgg_weights), "127.0.0.1", port,
