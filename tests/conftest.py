@@ -42,8 +42,6 @@ FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, decode_work
 FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5)
 
 
-
-
 def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
     """A visibly class-specific picture with random jitter: stripes, circles or a checkerboard."""
     w, h = size
