@@ -162,6 +162,7 @@ TOP_K_MAX = 50
 MAP_NEIGHBOURS = 5              # hits used to place a query on the t-SNE map
 EXACT_SEARCH_LIMIT = 100_000    # galleries larger than this use FAISS when available
 CONFIDENT_P_SAME = 0.5          # below this, even the best hit is "no confident match"
+P_SAME_DECIMALS = 4             # a hit's P(same landmark) is rounded once, here: every output shows this one value
 CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confidence curve is fitted on
 RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent from present landmarks worse says so
 MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks

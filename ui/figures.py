@@ -23,9 +23,14 @@ from search.storage import atomic_path
 PALETTE = pcolors.qualitative.Dark24 + pcolors.qualitative.Light24 + pcolors.qualitative.Alphabet
 
 
+def percent(p: float) -> str:
+    """A hit's P(same landmark) as every output shows it: '94%'."""
+    return f"{p:.0%}"
+
+
 def confidence(hit: Hit) -> str:
     """'94% same landmark' when the index is calibrated, else the raw distance."""
-    return f"{hit.p_same:.0%} same landmark" if hit.p_same is not None else f"d={hit.distance:.3f}"
+    return f"{percent(hit.p_same)} same landmark" if hit.p_same is not None else f"d={hit.distance:.3f}"
 
 
 def caption(hit: Hit, in_all: bool = False, by_path: bool = False, compared: int = 3) -> str:
@@ -88,9 +93,9 @@ def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None, unreliabl
         bar = (f", under the {best.threshold:.0%} this encoder needs to call a match"
                if best.threshold > config.CONFIDENT_P_SAME and best.p_same >= config.CONFIDENT_P_SAME else "")
         text = (f"🔎 **This landmark does not seem to be in the gallery: these are the closest photos.** The best one "
-                f"({best.class_name}) is {best.p_same:.0%} likely to show the same landmark{bar}.")
+                f"({best.class_name}) is {percent(best.p_same)} likely to show the same landmark{bar}.")
     else:
-        text = (f"✅ Best match: **{best.class_name}**, {best.p_same:.0%} likely the same landmark "
+        text = (f"✅ Best match: **{best.class_name}**, {percent(best.p_same)} likely the same landmark "
                 f"(d={best.distance:.3f}).")
     return f"{text}\n\n{unreliable}" if unreliable else text
 
@@ -98,13 +103,13 @@ def verdict(hits: Sequence[Hit], uncalibrated_note: str | None = None, unreliabl
 def hits_json(hits: Sequence[Hit]) -> dict:
     """Hits as plain JSON for programs: rank, path, class_name, distance, p_same, and whether any is confident."""
     return {"hits": [{"rank": h.rank, "path": h.path, "class_name": h.class_name, "distance": round(h.distance, 6),
-                      "p_same": None if h.p_same is None else round(h.p_same, 4)} for h in hits],
+                      "p_same": h.p_same} for h in hits],
             "confident": is_confident(hits)}
 
 
 def hit_details(hit: Hit, encoder_label: str) -> str:
     """Markdown for the detail panel of one result."""
-    conf = f"**{hit.p_same:.0%}** likely the same landmark" if hit.p_same is not None else "not calibrated"
+    conf = f"**{percent(hit.p_same)}** likely the same landmark" if hit.p_same is not None else "not calibrated"
     return (f"### #{hit.rank} · {hit.class_name}\n"
             f"- file: `{hit.path}`\n- distance under {encoder_label}: **{hit.distance:.4f}**\n"
             f"- match confidence: {conf}")

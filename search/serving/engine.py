@@ -30,7 +30,7 @@ class Hit:
     class_name: str
     distance: float
     thumbnail: Path
-    p_same: float | None = None   # calibrated P(same landmark); None when the index is not calibrated
+    p_same: float | None = None   # calibrated P(same landmark), to config.P_SAME_DECIMALS; None: not calibrated
     thumbnail_ok: bool = True     # False when the thumbnail file is missing or corrupt
     threshold: float = config.CONFIDENT_P_SAME  # the P at or above which this encoder calls a top hit a match
 
@@ -125,7 +125,8 @@ class SearchEngine:
         for r, (i, d, pr) in enumerate(zip(idx[0][:k], dist[0][:k], p)):
             item, thumb = b.index.items[i], b.index.thumbnail_path(int(i))
             hits.append(Hit(r + 1, int(i), item["path"], item["class_name"], float(d), thumb,
-                            None if pr is None else float(pr), is_readable_jpeg(thumb), threshold))
+                            None if pr is None else round(float(pr), config.P_SAME_DECIMALS),
+                            is_readable_jpeg(thumb), threshold))
         return hits
 
     @staticmethod

@@ -15,7 +15,7 @@ COLUMNS = ("encoder", "rank", "path", "landmark", "distance", "p_same")
 def result_rows(hits_by_encoder: Mapping[str, Sequence[Hit]]) -> list[dict]:
     """One row per hit, encoder by encoder in the given order, each in rank order."""
     return [{"encoder": name, "rank": h.rank, "path": h.path, "landmark": h.class_name,
-             "distance": round(float(h.distance), 6), "p_same": None if h.p_same is None else round(h.p_same, 6)}
+             "distance": round(float(h.distance), 6), "p_same": h.p_same}
             for name, hits in hits_by_encoder.items() for h in hits]
 
 
