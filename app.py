@@ -1,4 +1,4 @@
-"""Landmark Lens: drop a landmark photo, pick a CNN encoder, see the most similar gallery photos and where
+"""Landmark Lens: drop a landmark photo, pick an encoder, see the most similar gallery photos and where
 your photo lands on the gallery's t-SNE map. The entry point: arguments, engine, launch; the UI is in `ui/`."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One resumable command that prepares the demo: data, trained encoders, three indexes, examples, metrics."""
+"""One resumable command that prepares the demo: data, trained encoders, one index per configured encoder, examples,
+metrics."""
 
 import argparse
 from pathlib import Path

@@ -1,1 +1,1 @@
-"""Landmark Lens: reverse image search over landmark photos with three CNN encoders."""
+"""Landmark Lens: reverse image search over landmark photos, built to compare encoders (the encoders file's)."""

@@ -1,5 +1,5 @@
 """The Compare encoders tab: one photo under every encoder side by side, where they agree, and brushing a photo
-across the three maps."""
+across every encoder's map."""
 
 from __future__ import annotations
 
@@ -164,10 +164,10 @@ def _columns(ui: SimpleNamespace, view: GalleryView) -> None:
 
 
 def _layout(shared: Shared, view: GalleryView) -> SimpleNamespace:
-    gr.Markdown(text.COMPARE_INTRO)
+    gr.Markdown(text.compare_intro(REGISTRY))
     ui = SimpleNamespace(state=gr.State(None), known=gr.Textbox(visible=False), examples=None)
     # The first screen holds the photo, the controls and the examples beside it, then the agreement line and the
-    # tops of the three columns; the retrieval table goes below them.
+    # tops of the columns; the retrieval table goes below them.
     with gr.Row():
         with gr.Column():
             ui.image = PhotoInput(type="pil", label="Your photo", sources=["upload", "clipboard", "webcam"],

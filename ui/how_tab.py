@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from search.models.encoders import REGISTRY
 from ui import text
 from ui.figures import METRIC_COLUMNS
 from ui.tab import Shared, Tab
@@ -13,7 +14,7 @@ def build(shared: Shared) -> Tab:
     """Lay out the How it works tab (the landmark gallery's figures; nothing here changes with the gallery)."""
     view = shared.site.landmarks
     with gr.Tab("How it works", id="how-tab"):
-        gr.Markdown(text.HOW_IT_WORKS)
+        gr.Markdown(text.how_it_works(REGISTRY, view.engine))
         reliable = view.reliability_plot()
         if reliable is not None:
             gr.Plot(reliable, label="Reliability of the match confidence", elem_id="reliability")

@@ -21,7 +21,7 @@ PAGE_CSS = (Path(__file__).parent / "static" / "page.css").read_text()  # the pa
 
 
 def _header(site: Site, engine: SearchEngine, data_dir: Path, web: WebPhotoRules) -> Shared:
-    gr.Markdown(text.INTRO)
+    gr.Markdown(text.intro(REGISTRY))
     banner = text.missing_banner(engine, data_dir)
     if banner:
         gr.Markdown(banner, elem_id="missing-banner")

@@ -115,7 +115,7 @@ def search_json(view: GalleryView, image, encoder: str, top_k: float) -> str:
         encoder: one of the app's encoders (the choices; by default "scratch", "pretrained", "transfer").
         top_k: how many results, 1 to 50.
     Returns:
-        JSON text {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}, where p_same is the calibrated probability (0 to 1) that the hit shows the same landmark and "confident" says whether the best hit's p_same is at least 0.5
+        JSON text {"encoder", "label", "hits": [{rank, path, class_name, distance, p_same}], "confident"}, where p_same is the calibrated probability (0 to 1) that the hit shows the same landmark and "confident" says whether the best hit's p_same reaches the encoder's match threshold (chosen on landmarks left out; How it works says how)
     """
     _, _, _, hits, _ = search(view, image, encoder, top_k)
     # Text, not an object: gradio_client takes every {"path": ...} inside an object for a file to download.

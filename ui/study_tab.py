@@ -1,4 +1,4 @@
-"""The Study tab: the three encoders compared over the whole gallery, not one query at a time: where their
+"""The Study tab: the configured encoders compared over the whole gallery, not one query at a time: where their
 neighbourhoods agree, which landmarks each gets right, how faithful each map is, and what the numbers say."""
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def content(view: GalleryView) -> dict:
     choices = ordered_pairs(s)
     map_, least, most, ends = pair_view(view, choices[0][1])
     labelled = bool(s.get("classes"))
-    return {"intro": text.STUDY_INTRO, "body": True, "agreement": agreement_text(s),
+    return {"intro": text.study_intro(len(s["maps"])), "body": True, "agreement": agreement_text(s),
             "histogram": agreement_histogram(s), "pair": (choices, choices[0][1]), "map": map_, "least": least,
             "most": most, "ends": ends, "classes": labelled, "bars": class_bars(s) if labelled else None,
             "confusions": confusion_rows(s), "pairs": confusion_pairs(view) if labelled else [], "faith": map_rows(s), "separation": separation_rows(s),

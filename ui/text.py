@@ -2,30 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from search import config
+from search.models.encoders import EncoderSpec
 from search.serving.engine import SearchEngine
+from search.study.compute import listed
 from ui import api
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
-INTRO = """# 🗺️ Landmark Lens
-Reverse image search for landmark photos, built to **compare what three CNNs consider "similar"**:
-a small CNN trained from scratch, an ImageNet CNN used as it is, and the same ImageNet CNN adapted to the
-landmarks by transfer learning. Drop a photo (or click an example), pick an encoder, and see the closest
-gallery photos and where your photo lands on the map of the whole gallery."""
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def counted(n: int, noun: str = "encoders") -> str:
+    """'the four encoders': the configured count in words (digits past ten)."""
+    return f"the {NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else n} {noun}"
+
+
+def intro(specs: Mapping[str, EncoderSpec]) -> str:
+    """The page's header: what the app is for, naming the configured encoders."""
+    listed = "; ".join(f"**{n}**, {ROLE_PHRASES[s.role]}" for n, s in specs.items())
+    return (f"# 🗺️ Landmark Lens\nReverse image search for landmark photos, built to **compare what "
+            f"{counted(len(specs))} consider \"similar\"**: {listed}. Drop a photo (or click an example), pick an "
+            "encoder, and see the closest gallery photos and where your photo lands on the map of the whole gallery.")
+
+
+ROLE_PHRASES = {"scratch": "a small CNN trained from scratch on the landmark photos",
+                "frozen": "a pretrained model used as it is",
+                "transfer": "a frozen pretrained trunk with a head retrained on the landmarks"}
+
+
+ROLE_SHORT = {"scratch": "trained from scratch", "frozen": "used as it is", "transfer": "head retrained"}
+
+
+def compare_intro(specs: Mapping[str, EncoderSpec]) -> str:
+    """What Compare shows, with the configured count."""
+    return (f"One photo under the encoders side by side ({counted(len(specs))} configured; tick which): does each "
+            "one match colour and mood, general content, or the landmark itself? Click a photo in any column to find "
+            "it on every map.")
+
+
+def study_intro(count: int) -> str:
+    """The Study's heading and what it shows, with the count of encoders it compares."""
+    return (f"### {counted(count).capitalize()} over the whole gallery\nSearch and Compare show one photo at a time. "
+            "Here every gallery photo counts: whether the encoders give it the same nearest neighbours, which "
+            "landmarks each one retrieves well (on the held-out test photos), how faithful each t-SNE map is, and what "
+            "the numbers say about each encoder. Click a photo to see its neighbours and search from it.")
 
 
 WHY_SIMILAR = ("**Why similar?** Warm colours mark the regions that raise this encoder's similarity between the two "
                "photos (Grad-CAM); dimmed edges were cropped away.")
 MAP_HELP = "**Map** — hover a point to see its photo, click it to search from it."
-COMPARE_INTRO = ("One photo, three encoders side by side: does each one match colour and mood, general content, or the "
-                 "landmark itself? Click a photo in any column to find it on all three maps.")
 NO_PHOTO = "Drop a photo first (or click one of the examples)."
-STUDY_INTRO = ("### The three encoders over the whole gallery\nSearch and Compare show one photo at a time. Here every "
-               "gallery photo counts: whether the encoders give it the same nearest neighbours, which landmarks each "
-               "one retrieves well (on the held-out test photos), how faithful each t-SNE map is, and what the "
-               "numbers say about each encoder. Click a photo to see its neighbours and search from it.")
 NO_STUDY = ("No study yet: it compares at least two encoders' indexes of the same gallery, and is computed by "
             "`python scripts/study.py` (prepare_demo.py and evaluate.py run it).")
 MAP_FAITH = ("t-SNE keeps neighbourhoods, not distances. *Trustworthiness* (scikit-learn, k = 10) is 1 when the map "
@@ -77,30 +106,61 @@ def no_gallery_yet(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
             f"{limits.ttl_seconds // 60} minutes): build one in the Your photos tab.")
 
 
-HOW_IT_WORKS = """
-**Three encoders** turn every photo into a vector; similar photos have nearby vectors.
+def encoder_table(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
+    """A Markdown table, one row per configured encoder: label, role, trunk and the embedding's measured dimension
+    (from its loaded index; '-' for an encoder that is not loaded)."""
+    rows = ["| encoder | label | role | trunk | embedding |", "|---|---|---|---|---|"]
+    for name, s in specs.items():
+        b = engine.backends.get(name)
+        label = b.encoder.label if b else f"{s.title} (unavailable)"
+        trunk = ("its own CNN" if not s.uses_trunk else b.encoder.trunk.label if b
+                 else s.trunk or f"the default ({config.DEFAULT_TRUNK})")
+        dim = f"{b.index.embeddings.shape[1]}-d" if b else "-"
+        rows.append(f"| {name} | {label} | {s.role} ({ROLE_SHORT[s.role]}) | {trunk} | {dim} |")
+    return "\n".join(rows)
 
-| encoder | what it is | embedding |
-|---|---|---|
-| scratch | 4 conv blocks + 3 fully connected layers, trained only on the landmark photos | hidden layer before the logits (256-d) |
-| pretrained | an ImageNet CNN used as it is (VGG16; EfficientNet-Lite0 when VGG16 weights are unavailable offline) | VGG16 fc7 (4096-d) / pooled features (1280-d) |
-| transfer | the same frozen ImageNet CNN with a new head trained on the landmark classes | head's hidden layer (256-d) |
 
-**Search** is exact nearest-neighbour search by Euclidean distance on L2-normalised vectors (smaller *d* = more similar).
+def fold_counts(specs: Mapping[str, EncoderSpec], cfg: config.OpenSetConfig = config.OPEN_SET) -> str:
+    """'5 folds for pretrained and transfer, 3 folds for scratch': the folds each configured encoder is scored
+    with."""
+    by_count: dict[int, list[str]] = {}
+    for name, s in specs.items():
+        by_count.setdefault(cfg.scratch_folds if s.role == "scratch" else cfg.folds, []).append(name)
+    return ", ".join(f"{n} folds for {listed(ns)}" for n, ns in sorted(by_count.items(), reverse=True))
+
+
+def how_it_works(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
+    """The How it works text: the configured encoders, and the method with the numbers the code runs with."""
+    trained = [n for n, s in specs.items() if s.trainer is not None]
+    on_trunk = [n for n, s in specs.items() if s.role == "transfer"]
+    cfg = config.OPEN_SET
+    retrained = f" ({listed(trained)} with models trained without it too)" if trained else ""
+    trunk_feature = (f" and, for {listed(on_trunk)}, the distance in its pretrained trunk's own space"
+                     if on_trunk else "")
+    return f"""
+**{counted(len(specs)).capitalize()}** turn every photo into a vector; similar photos have nearby vectors.
+
+{encoder_table(specs, engine)}
+
+**Search** is nearest-neighbour search by Euclidean distance on L2-normalised vectors (smaller *d* = more similar):
+exact for galleries of up to {config.EXACT_SEARCH_LIMIT:,} photos, approximate past that (FAISS
+{config.ANN_BACKEND}, its best {config.ANN_RERANK:,} candidates re-ranked exactly).
 **The map** is a t-SNE projection of each encoder's gallery vectors, computed once when the index is built; your photo
-is placed at the distance-weighted mean of its nearest neighbours, and the top-k hits are ringed. Hover a point to see
-its photo; click it (or a result, then *Search with this photo*) to search from that photo by its stored vector.
+is placed at the distance-weighted mean of its {config.MAP_NEIGHBOURS} nearest neighbours, and the top-k hits are
+ringed. Hover a point to see its photo; click it (or a result, then *Search with this photo*) to search from that photo
+by its stored vector.
 
 **Match confidence** ("94% same landmark") answers "does this hit show my photo's landmark?", and often the honest
 answer is that the gallery does not hold it. So it is fitted with landmarks *left out*: the landmarks are split into
-three folds, each fold's test photos are searched against a gallery without that fold (scratch and transfer with
-models trained without it too), and a logistic regression learns P(same landmark) from a hit's distance, its margin
-to the nearest hit of another landmark, how many of the top 10 show its landmark and, for transfer, the distance in
-its ImageNet trunk's own space. Its figures are cross-validated over the folds: AUROC separating right top hits from
-absent landmarks, the share of absent landmarks called a match, GAP. Each encoder calls a match only above its own
-threshold: the P (at least 50%) above which no more than 5% of absent landmarks came, chosen on held-out folds too.
-Below it, the page says the landmark does not seem to be in the gallery; an encoder whose AUROC is under 0.75 says
-its percentages cannot be trusted. The reliability diagram below shows, per encoder, what it said against how often it was right.
+folds ({fold_counts(specs, cfg)}), each fold's test photos are searched against a gallery without that fold{retrained},
+and a logistic regression learns P(same landmark) from a hit's distance, its margin to the nearest hit of another
+landmark, how many of the top {cfg.k} show its landmark{trunk_feature}. Its figures are cross-validated over those
+folds: AUROC separating right top hits from absent landmarks, the share of absent landmarks called a match, GAP. Each
+encoder calls a match only above its own threshold: the P (at least {config.CONFIDENT_P_SAME:.0%}) above which no more
+than {config.MAX_FALSE_CONFIDENT:.0%} of absent landmarks came, chosen on held-out folds too. Below it, the page says
+the landmark does not seem to be in the gallery; an encoder whose AUROC is under {config.RELIABLE_AUROC:.2f} says its
+percentages cannot be trusted. The reliability diagram below shows, per encoder, what it said against how often it was
+right.
 
 **Why similar?** For a selected result, the similarity of the two embeddings is differentiated with respect to each
 photo's last convolutional feature map; channels weighted by their mean gradient (Grad-CAM) show which regions raise
@@ -113,10 +173,13 @@ that show the same landmark, mAP@10 rewards putting the right landmark first.
 coloured by sub-folder); the *Gallery* radio switches every view to it. Nothing there is labelled, so there is no
 calibrated confidence: captions show the raw distance.
 
-**For programs and AI assistants**: the API ({landmark}; see "Use via
-API" below; {mine} for your own photos) is also an MCP server at `/gradio_api/mcp/`.
-""".format(landmark=", ".join(f"`{n}`" for n in api.LANDMARK_GALLERY),
-           mine=" and ".join(f"`{n}`" for n in api.YOUR_PHOTOS))
+**For programs and AI assistants**: the API ({API_LANDMARK}; see "Use via API" below; {API_MINE} for your own photos)
+is also an MCP server at `/gradio_api/mcp/`.
+"""
+
+
+API_LANDMARK = ", ".join(f"`{n}`" for n in api.LANDMARK_GALLERY)
+API_MINE = " and ".join(f"`{n}`" for n in api.YOUR_PHOTOS)
 
 DOMINOES_HINT = ("*Click a photo above, or a point on the map, to see its neighbourhood: the photos both encoders "
                  "put among its 10 nearest, and those only one of them does.*")

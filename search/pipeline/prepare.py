@@ -1,4 +1,4 @@
-"""Preparing the demo gallery: data, the two trained encoders, three indexes, examples, evaluation.
+"""Preparing the demo gallery: data, the trained encoders, one index per configured encoder, examples, evaluation.
 Every step is skipped when its output is already current; a step that fails is reported, the rest run."""
 
 from __future__ import annotations

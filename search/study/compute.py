@@ -1,4 +1,4 @@
-"""The study of the three encoders over a whole gallery: do they see the same neighbours, how faithful is each
+"""The study of the configured encoders over a whole gallery: do they see the same neighbours, how faithful is each
 t-SNE map, how well each embedding separates the landmarks. Pure functions over the vectors the indexes hold."""
 
 from __future__ import annotations
@@ -139,6 +139,11 @@ def colour_agreement(neighbours: dict[str, np.ndarray], colour_neighbours: np.nd
     return {n: round(float(jaccard(nb, colour_neighbours).mean()), 4) for n, nb in neighbours.items()}
 
 
+def listed(items: Sequence[str]) -> str:
+    """'a, b and c': names in a sentence."""
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
 def findings(study: dict) -> list[str]:
     """Sentences stating what the numbers show: which encoder follows colour, which the landmark, which
     generalises, which maps can be trusted. Each names its figures; none is written without them."""
@@ -151,17 +156,18 @@ def findings(study: dict) -> list[str]:
         out.append(f"**{top}** follows colour and mood {how}: its 10 nearest neighbours overlap with those of a "
                    f"plain colour histogram by a Jaccard of {colour[top]:.2f} ({rest}).")
     sep = study.get("separation") or {}
+    trained = [n for n in sep if (study.get("trained") or {}).get(n)]
     if len(sep) > 1:
         top = max(sep, key=lambda n: sep[n]["knn_accuracy"])
         rest = ", ".join(f"{n} {s['knn_accuracy']:.0%}" for n, s in sep.items() if n != top)
         out.append(f"**{top}** groups the photos by landmark best: {sep[top]['knn_accuracy']:.0%} of gallery photos "
                    f"share the landmark most of their 10 neighbours show (silhouette {sep[top]['silhouette']:.2f}; "
-                   f"{rest}). For scratch and transfer these are their own training photos.")
+                   f"{rest})." + (f" For {listed(trained)} these are their own training photos." if trained else ""))
     unseen = {n: u for n, u in (study.get("unseen") or {}).items() if u}
     if len(unseen) > 1:
         best = max(unseen, key=lambda n: unseen[n]["unseen"])
         drop = min(unseen, key=lambda n: unseen[n]["unseen"] - unseen[n]["seen"])
-        untrained = {n for n, u in unseen.items() if u.get("trained") is False or n == "pretrained"}
+        untrained = {n for n, u in unseen.items() if u.get("trained") is False}
         parts = ", ".join(f"{n} {u['unseen']:.0%} " + ("(trained on no landmark)" if n in untrained else
                                                       f"(on the landmarks it trained on: {u['seen']:.0%})")
                           for n, u in unseen.items())

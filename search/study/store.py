@@ -36,6 +36,11 @@ def depends(indexes: dict[str, GalleryIndex]) -> dict[str, dict]:
     return out
 
 
+def trained_on_landmarks(indexes: dict[str, GalleryIndex]) -> dict[str, bool]:
+    """Per encoder, whether its role trains it on the landmark photos (scratch, transfer) or not (frozen)."""
+    return {n: n in REGISTRY and REGISTRY[n].trainer is not None for n in indexes}
+
+
 def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambda s: None) -> dict:
     """The study of these indexes: agreement, maps, separation (by class or group), colour agreement and, from
     each index's evaluation, its per-landmark figures, confusions and retrieval of unseen landmarks."""
@@ -52,10 +57,11 @@ def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambd
     reports = {n: i.eval_report() or {} for n, i in indexes.items()}
     result["classes"] = {n: r["by_class"] for n, r in reports.items() if "by_class" in r}
     result["confusions"] = {n: r["confusions"] for n, r in reports.items() if "confusions" in r}
-    result["unseen"] = {n: {"seen": r["precision@1"], "unseen": r["unseen"]["precision@1"]}
+    result["unseen"] = {n: {"seen": r["precision@1"], "unseen": r["unseen"]["precision@1"], "trained": True}
                         for n, r in reports.items() if "unseen" in r and "precision@1" in r}
-    for name in (n for n, r in reports.items() if result["unseen"] and "precision@1" in r and n in REGISTRY
-                 and REGISTRY[n].role == "frozen"):
+    result["trained"] = trained_on_landmarks(indexes)
+    for name in (n for n, r in reports.items() if result["unseen"] and "precision@1" in r
+                 and not result["trained"][n]):
         p1 = reports[name]["precision@1"]  # never trained on any landmark: every one is unseen to it
         result["unseen"][name] = {"seen": p1, "unseen": p1, "trained": False}
     result["findings"] = findings(result)
@@ -101,6 +107,7 @@ def ensure(index_root: Path, indexes: dict[str, GalleryIndex], log: Callable[[st
         log(f"{exc} Recomputing it.")
         saved = None
     if saved is not None:
+        saved["trained"] = trained_on_landmarks(indexes)  # the roles as configured now
         return {**saved, "findings": findings(saved)}  # stated by this code's wording, from the saved numbers
     result = compute(indexes, log)
     if os.access(Path(index_root), os.W_OK):
