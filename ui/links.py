@@ -1,48 +1,25 @@
-"""Links that reopen a search: `?photo=<gallery path>&encoder=<name>[&tab=compare]` opens the page with that gallery
-photo as the query (searched by its stored vector), that encoder chosen, on the Search tab or on Compare."""
+"""Opening a link that reopens a search (ui/permalink.py makes them): `?photo=<gallery path>&encoder=<name>
+[&tab=compare]` opens the page with that gallery photo as the query (searched by its stored vector), that encoder
+chosen, on the Search tab or on Compare."""
 
 from __future__ import annotations
 
-import json
-import os
 from types import SimpleNamespace
-from urllib.parse import urlencode
 
 import gradio as gr
 
 from search import config
 from search.errors import LandmarkError
-from ui import api, text
+from ui import api, compare_tab, search_tab, text
+from ui.permalink import COMPARE
 from ui.tab import Shared
-
-COMPARE = "compare"
-# The page's own address (on a Space: the app's *.hf.space address) with the shown search's query string, copied.
-NO_LINK = ("An uploaded photo has no link here. Open a gallery photo (click a result, then 'Search with this photo') "
-           "to get one; on a Space, 'Share via Link' links an uploaded photo too.")
-COPY_LINK = ("(query) => {\n  if (!query) { alert(" + json.dumps(NO_LINK) + "); return []; }\n"
-             "  const url = new URL(window.location.href); url.search = query; url.hash = '';\n"
-             "  navigator.clipboard.writeText(url.toString()); return [];\n}")
-
 
 OPEN_IF_LINKED = ("() => { const q = new URLSearchParams(window.location.search);"
                   " if (q.has('photo') || q.has('encoder') || q.has('tab'))"
                   " setTimeout(() => document.querySelector('#open-link')?.click(), 0); return []; }")
 
 
-def on_public_url() -> bool:
-    """Whether the app runs where Gradio's own deep links work: a Space (SPACE_ID is set there)."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
-def link_query(encoder: str, query_path: str, tab: str = "") -> str:
-    """The query string of a link that reopens a search from a gallery photo ('' for an uploaded photo)."""
-    if not query_path:
-        return ""
-    return "?" + urlencode({"photo": query_path, "encoder": encoder, **({"tab": tab} if tab else {})})
-
-
 def open_link(shared: Shared, ui: SimpleNamespace, request: gr.Request) -> dict:
-    from ui import compare_tab, search_tab  # they import this module for the link of a search
     """On page load: a link's search, reopened, or one clear message; nothing for a page opened without one."""
     params = dict(getattr(request, "query_params", None) or {})
     photo, encoder, tab = params.get("photo"), params.get("encoder"), params.get("tab", "")

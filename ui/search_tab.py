@@ -14,8 +14,8 @@ from search.serving.engine import Hit
 from ui import api, text
 from ui.components import PhotoInput, UrlFiles, UrlImage, on_photo_url, photo_url_box
 from ui.figures import hit_details, hits_json, map_value
-from ui.links import COPY_LINK, link_query, on_public_url
 from ui.mapview import MapView
+from ui.permalink import COPY_LINK, link_query, on_public_url
 from ui.site import MINE
 from ui.tab import Shared, Tab
 from ui.view import GalleryView

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from search import config
 from search.errors import NoHeatmapError, WeightsUnavailableError
 from search.models.networks import IMAGENET_MEAN, IMAGENET_STD
-from search.models.trunks import Trunk, TrunkSpec, file_fingerprint
+from search.models.trunk_base import Trunk, TrunkSpec, file_fingerprint
 
 
 def parameters_fingerprint(net: nn.Module) -> str:

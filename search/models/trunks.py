@@ -7,9 +7,6 @@ import importlib
 import os
 import urllib.error
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -19,62 +16,12 @@ from torchvision.transforms import v2
 
 from search import config
 from search.errors import WeightsUnavailableError
-from search.storage import sha256_file
+from search.models.library_trunks import library_trunk_spec
+from search.models.trunk_base import Trunk, TrunkSpec, file_fingerprint
 
 
 class TrunkFallbackWarning(UserWarning):
     """VGG16 weights could not be had, so the offline EfficientNet-Lite0 trunk is used."""
-
-
-@lru_cache(maxsize=32)
-def _file_sha256(path: str, size: int, mtime: float) -> str:
-    return sha256_file(Path(path))
-
-
-def file_fingerprint(path: Path) -> str:
-    """Short sha256 of a weights or checkpoint file (cached per path, size and mtime)."""
-    st = Path(path).stat()
-    return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime)[:16]
-
-
-class Trunk(nn.Module):
-    """A frozen ImageNet CNN that maps a preprocessed batch to one feature vector per image."""
-
-    name: str
-    label: str
-    dim: int
-
-    def __init__(self, fingerprint: str, transform: Callable):
-        super().__init__()
-        self.fingerprint = fingerprint
-        self.transform = transform
-
-    def freeze(self) -> Trunk:
-        """Eval mode, no gradients, and the CPU inference settings from config."""
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        if config.CHANNELS_LAST:
-            self.to(memory_format=torch.channels_last)
-        self._forward = torch.compile(self.pooled_features) if config.COMPILE_TRUNK else self.pooled_features
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if config.CHANNELS_LAST:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self._forward(x)
-
-    def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's pooled features of a preprocessed batch, eagerly (as set up, without the compiled path)."""
-        return self.pool_maps(self.conv_maps(x))
-
-    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """The last convolutional feature map (N, C, h, w), where "why similar" heatmaps are read."""
-        raise NotImplementedError
-
-    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
-        """The rest of the trunk: feature map -> (N, dim) features."""
-        raise NotImplementedError
 
 
 class VGG16Trunk(Trunk):
@@ -170,16 +117,6 @@ def _efficientnet_lite(variant: int) -> tuple[nn.Module, str]:
     return net, file_fingerprint(Path(path))
 
 
-@dataclass(frozen=True)
-class TrunkSpec:
-    """How to build one trunk and what to call it (`dim` None: known once built)."""
-
-    name: str
-    label: str
-    dim: int | None
-    build: Callable[[Path | None], Trunk]
-
-
 def _build_vgg16(weights_path: Path | None) -> Trunk:
     return VGG16Trunk(*_vgg16_state_dict(weights_path))
 
@@ -202,8 +139,6 @@ def trunk_spec(name: str) -> TrunkSpec:
     if name in TRUNKS:
         return TRUNKS[name]
     if name.startswith(LIBRARY_PREFIXES):
-        from search.models.library_trunks import library_trunk_spec  # torchvision's registry, timm: only when asked
-
         return library_trunk_spec(name)
     raise WeightsUnavailableError(f"Unknown trunk {name!r}; choose one of {', '.join(TRUNKS)}, or "
                                   "torchvision:<model>[:<weights>], timm:<model> or file:<path>.")
