@@ -35,6 +35,31 @@ def test_the_app_imports_nothing_of_training():
     assert "sklearn" not in loaded  # scikit-learn fits calibrations, maps and studies; serving only reads them
 
 
+IMPORT_ALL = r"""
+import importlib, json, os, pkgutil, sys
+before, opened = dict(os.environ), []
+sys.addaudithook(lambda e, a: e == "open" and isinstance(a[0], str) and a[0].endswith(".toml") and opened.append(a[0]))
+import search, ui
+names = [m.name for p in (search, ui) for m in pkgutil.walk_packages(p.__path__, p.__name__ + ".")]
+for name in names:
+    importlib.import_module(name)
+import app
+print(json.dumps({"modules": len(names), "opened": opened,
+                  "changed": sorted(k for k in set(os.environ) | set(before) if os.environ.get(k) != before.get(k))}))
+"""
+
+
+@pytest.mark.slow
+def test_importing_the_code_reads_no_encoders_file_and_writes_no_environment():
+    """The encoders file is read at the entry points (use_encoders), never as a side effect of an import, and no
+    module sets an environment variable when imported."""
+    env = {k: v for k, v in os.environ.items() if k != "LANDMARK_ENCODERS"}
+    r = subprocess.run([sys.executable, "-c", IMPORT_ALL], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["modules"] > 50 and out["opened"] == [] and out["changed"] == [], out
+
+
 OLD_BUILD = r"""
 import dataclasses, sys
 from pathlib import Path

@@ -131,7 +131,7 @@ def fold_counts(specs: Mapping[str, EncoderSpec], cfg: config.OpenSetConfig = co
 
 def how_it_works(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
     """The How it works text: the configured encoders, and the method with the numbers the code runs with."""
-    trained = [n for n, s in specs.items() if s.trainer is not None]
+    trained = [n for n, s in specs.items() if s.trained]
     on_trunk = [n for n, s in specs.items() if s.role == "transfer"]
     cfg = config.OPEN_SET
     retrained = f" ({listed(trained)} with models trained without it too)" if trained else ""

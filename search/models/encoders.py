@@ -3,11 +3,12 @@ one way to load and run them."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,6 @@ from torch import nn
 from search import config
 from search.errors import WeightsUnavailableError
 from search.models.checkpoint import load_checkpoint
-from search.models.encoder_file import ENV as ENCODERS_ENV
 from search.models.encoder_file import EncoderFileError, chosen_file, read_encoder_file
 from search.models.networks import (  # noqa: F401
     IMAGENET_MEAN,
@@ -181,15 +181,18 @@ class Role:
     build: Callable[[EncoderSpec, Path | None, Trunk | None], Encoder]
     checkpoint: str | None = None          # the checkpoint's file name, from the encoder's name
     checkpoint_keys: tuple[str, ...] = ()  # what the checkpoint must hold (checked when loading)
-    trainer: str | None = None             # the function of search.models.training that trains it
+    trained: bool = False                  # trained on the landmark photos (its checkpoint is what training wrote)
     epochs: int | None = None              # training default
     uses_trunk: bool = True                # on a shared ImageNet trunk, or its own network
+    # The function that trains it: search.models.training registers it (register_trainer), so that serving, which
+    # never imports training, still knows every role.
+    trainer: Callable[..., Any] | None = None
 
 
 ROLES: dict[str, Role] = {
     "scratch": Role("Scratch CNN",
                     "A small CNN trained from scratch on the landmark photos: tends to match colour, light and mood.",
-                    build_scratch, "{name}.pt", ("encoder", "state_dict", "classes", "arch"), "train_scratch", 30,
+                    build_scratch, "{name}.pt", ("encoder", "state_dict", "classes", "arch"), True, 30,
                     uses_trunk=False),
     "frozen": Role("Pretrained ImageNet CNN",
                    "An ImageNet CNN used as it is: matches general visual content (sky, water, towers, crowds).",
@@ -197,8 +200,17 @@ ROLES: dict[str, Role] = {
     "transfer": Role("Transfer learning",
                      "The same frozen ImageNet trunk with a head retrained on the landmarks: matches the landmark "
                      "itself.", build_transfer, "{name}_head.pt",
-                     ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"), "train_transfer", 30),
+                     ("encoder", "state_dict", "classes", "arch", "trunk", "trunk_fingerprint"), True, 30),
 }
+
+
+def register_trainer(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the function that trains encoders of `role` (a registry, as timm's models register)."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        ROLES[role] = dataclasses.replace(ROLES[role], trainer=fn)
+        return fn
+
+    return register
 
 
 @dataclass(frozen=True)
@@ -242,20 +254,46 @@ class EncoderSpec:
         return self.kind.checkpoint_keys
 
     @property
-    def trainer(self) -> str | None:
-        return self.kind.trainer
+    def trained(self) -> bool:
+        return self.kind.trained
 
     def build(self, ckpt_path: Path | None, trunk: Trunk | None) -> Encoder:
         return self.kind.build(self, ckpt_path, trunk)
 
 
-REGISTRY: dict[str, EncoderSpec] = {}  # the encoders file in use, in display order (use_encoders fills it)
-_problem: list[EncoderFileError] = []  # why the file named by the environment could not be used at import
+class Registry(Mapping[str, EncoderSpec]):
+    """The encoders file in use, in display order: filled by an entry point's use_encoders(); a program that reads
+    it without having chosen a file gets the default one ($LANDMARK_ENCODERS, else encoders.toml), read then."""
+
+    def __init__(self):
+        self._specs: dict[str, EncoderSpec] | None = None
+        self.path: Path | None = None
+
+    def use(self, path: Path, specs: dict[str, EncoderSpec]) -> None:
+        self._specs, self.path = specs, path
+
+    @property
+    def specs(self) -> dict[str, EncoderSpec]:
+        if self._specs is None:
+            use_encoders()
+        return self._specs
+
+    def __getitem__(self, name: str) -> EncoderSpec:
+        return self.specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+REGISTRY = Registry()
 
 
 def use_encoders(path: Path | str | None = None) -> Path:
-    """Make the encoders of a file (default: $LANDMARK_ENCODERS, else encoders.toml) the registry of this process,
-    and of the processes it starts (Ray workers read the same variable); returns the file's path."""
+    """Make the encoders of a file (default: $LANDMARK_ENCODERS, else encoders.toml) the registry of this process;
+    returns the file's path (encoder recipes carry it to the processes that rebuild an encoder, Ray workers)."""
     chosen = chosen_file(path).resolve()
     entries = read_encoder_file(chosen)
     trunks: dict[str | None, Path | None] = {}
@@ -263,17 +301,14 @@ def use_encoders(path: Path | str | None = None) -> Path:
         if e.role != "scratch" and trunks.setdefault(e.trunk, e.weights) != e.weights:
             raise EncoderFileError(f"{chosen}: two encoders use trunk {e.trunk or 'the default'} with different "
                                    "weights; give one of them as file:<TorchScript path> instead.")
-    REGISTRY.clear()
-    REGISTRY.update({e.name: EncoderSpec(e.name, e.role, e.trunk, e.weights, e.label, e.description, e.epochs)
-                     for e in entries})
-    _problem.clear()
-    os.environ[ENCODERS_ENV] = str(chosen)
+    REGISTRY.use(chosen, {e.name: EncoderSpec(e.name, e.role, e.trunk, e.weights, e.label, e.description, e.epochs)
+                          for e in entries})
     return chosen
 
 
 def trainable() -> tuple[str, ...]:
     """The configured encoders that are trained (scratch and transfer roles)."""
-    return tuple(n for n, s in REGISTRY.items() if s.trainer is not None)
+    return tuple(n for n, s in REGISTRY.items() if s.trained)
 
 
 def trunk_weights(trunk: str | None) -> Path | None:
@@ -283,17 +318,9 @@ def trunk_weights(trunk: str | None) -> Path | None:
 
 def spec(name: str) -> EncoderSpec:
     """The registry entry for `name`, or a clear error listing the valid names."""
-    if _problem:
-        raise _problem[0]
     if name not in REGISTRY:
         raise WeightsUnavailableError(f"Unknown encoder {name!r}; choose one of {', '.join(REGISTRY)}.")
     return REGISTRY[name]
-
-
-try:
-    use_encoders()
-except EncoderFileError as exc:  # an entry point's own use_encoders() says it in one line
-    _problem.append(exc)
 
 
 class EncoderStore:
@@ -328,7 +355,7 @@ class EncoderStore:
         # Enough to build the very same encoder in another process (a Ray worker): its fingerprint checks it.
         encoder.recipe = {"name": name, "checkpoint_dir": str(self.checkpoint_dir.resolve()),
                           "weights": str(Path(self.weights).resolve()) if self.weights else None,
-                          "trunk": encoder.trunk_name, "encoders": os.environ.get(ENCODERS_ENV)}
+                          "trunk": encoder.trunk_name, "encoders": str(REGISTRY.path)}
         return encoder
 
 

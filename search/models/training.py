@@ -18,6 +18,7 @@ from search import config
 from search.errors import LandmarkError
 from search.models.augment import scratch_augment
 from search.models.checkpoint import save_checkpoint
+from search.models.encoders import register_trainer, spec
 from search.models.malloc import keep_freed_memory
 from search.models.networks import ScratchNet, TransferHead, arch_dict, scratch_transform
 from search.models.trunks import Trunk
@@ -207,6 +208,7 @@ def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf, 
     return classes, Subset(train_all, tr_idx.tolist()), Subset(eval_all, va_idx.tolist())
 
 
+@register_trainer("scratch")
 def train_scratch(data_dir: Path, out: Path, epochs: int, store: TrunkSource | None = None,
                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
                   log: Log = tqdm.write, only: Sequence[str] | None = None,
@@ -315,6 +317,7 @@ def fit_head(feats: TrunkFeatures, out: Path, epochs: int, cfg: config.TrainConf
                "transfer", cfg, fresh, log)
 
 
+@register_trainer("transfer")
 def train_transfer(data_dir: Path, out: Path, epochs: int, store: TrunkSource,
                    cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
                    trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
@@ -325,11 +328,9 @@ def train_transfer(data_dir: Path, out: Path, epochs: int, store: TrunkSource,
 
 
 def train_encoder(name: str, *args, **kwargs) -> FitResult:
-    """Train encoder `name` with the function of this module its spec names (`EncoderSpec.trainer`)."""
-    from search.models.encoders import spec
-
-    trainer = spec(name).trainer
+    """Train encoder `name` with its role's trainer (registered above)."""
+    trainer = spec(name).kind.trainer
     if trainer is None:
         raise LandmarkError(f"The {name} encoder is not trained: it is used as it is.")
-    return globals()[trainer](*args, **kwargs)
+    return trainer(*args, **kwargs)
 

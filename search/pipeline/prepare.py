@@ -134,7 +134,7 @@ def train_missing(store: EncoderStore, data_dir: Path, trunk: str | None, epochs
         own = spec.trunk or trunk  # its own trunk, else the default one
         if spec.uses_trunk and own is None:
             raise LandmarkError("no trunk available")
-        if spec.trainer is not None:
+        if spec.trained:
             try:
                 store.load(name, trunk=own)
             except LandmarkError:

@@ -38,7 +38,7 @@ def depends(indexes: dict[str, GalleryIndex]) -> dict[str, dict]:
 
 def trained_on_landmarks(indexes: dict[str, GalleryIndex]) -> dict[str, bool]:
     """Per encoder, whether its role trains it on the landmark photos (scratch, transfer) or not (frozen)."""
-    return {n: n in REGISTRY and REGISTRY[n].trainer is not None for n in indexes}
+    return {n: n in REGISTRY and REGISTRY[n].trained for n in indexes}
 
 
 def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambda s: None) -> dict:
