@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
@@ -16,9 +16,7 @@ from search.index import load_index
 from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
-from tests.conftest import CLASSES, ROOT, make_dataset, synthetic_image
-
-BEFORE_SUBPACKAGES = "7f939ac"  # the last commit with the flat search/ package
+from tests.conftest import CLASSES, ROOT, synthetic_image
 
 TRAINING_SIDE = ("search.models.training", "search.models.augment", "search.photos.decode_cache",
                  "search.models.malloc", "search.evaluation.open_set", "search.evaluation.closed_set")
@@ -60,42 +58,17 @@ def test_importing_the_code_reads_no_encoders_file_and_writes_no_environment():
     assert out["modules"] > 50 and out["opened"] == [] and out["changed"] == [], out
 
 
-OLD_BUILD = r"""
-import dataclasses, sys
-from pathlib import Path
-from search import config
-from search.build import build_index
-from search.encoders import EncoderStore
-from search.training import train_scratch, train_transfer
-data, ckpt, root = map(Path, sys.argv[1:4])
-trunk = sys.argv[4]
-cfg = dataclasses.replace(config.TrainConfig(), batch_size=8, num_workers=0, lr=3e-3)
-store = EncoderStore(ckpt)
-train_scratch(data, ckpt / "scratch.pt", 1, store, cfg, log=lambda s: None)
-train_transfer(data, ckpt / "transfer_head.pt", 1, store, cfg, trunk=trunk, log=lambda s: None)
-for name in ("scratch", "pretrained", "transfer"):
-    build_index(store.load(name, trunk=None if name == "scratch" else trunk), data, "all", root, workers=0)
-"""
+# What the code before the subpackages (7f939ac, the flat search/ package) wrote: two checkpoints and three indexes of
+# generated photos (its make.py says how, and how to make them again).
+BEFORE_SUBPACKAGES = ROOT / "tests" / "fixtures" / "before_subpackages"
 
 
-@pytest.mark.slow
 def test_indexes_and_checkpoints_written_before_the_subpackages_load_unchanged(tmp_path):
-    """The code as it was before the move writes a checkpoint dir and three indexes; today's code loads and searches
-    them (the on-disk format did not change)."""
-    dataset = make_dataset(tmp_path / "data", n_train=4, n_test=2)  # 18 photos: the format, not the models, matters
-    old = tmp_path / "old"
-    archive = subprocess.run(["git", "archive", "--format=tar", BEFORE_SUBPACKAGES], cwd=ROOT, capture_output=True,
-                             check=True).stdout
-    tar = tmp_path / "old.tar"
-    tar.write_bytes(archive)
-    with tarfile.open(tar) as t:
-        t.extractall(old, filter="data")
+    """Today's code loads and searches the checkpoints and indexes the code before the move wrote (the on-disk format
+    did not change)."""
     ckpt, root = tmp_path / "ckpt", tmp_path / "idx"
-    r = subprocess.run([sys.executable, "-c", OLD_BUILD, str(dataset), str(ckpt), str(root), OFFLINE_TRUNK], cwd=old,
-                       env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                            **{k: v for k, v in os.environ.items() if k == "OMP_NUM_THREADS"}},
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
+    shutil.copytree(BEFORE_SUBPACKAGES / "checkpoints", ckpt)
+    shutil.copytree(BEFORE_SUBPACKAGES / "indexes", root)
     store = EncoderStore(ckpt)
     for name in ("scratch", "pretrained", "transfer"):
         index = load_index(root / name, store.load(name, trunk=None if name == "scratch" else OFFLINE_TRUNK))
