@@ -7,20 +7,13 @@ import argparse
 import os
 from pathlib import Path
 
-import gradio as gr
-from starlette.middleware import Middleware
-
 from search import config
 from search.errors import LandmarkError
-from search.index import thumbs_dir
 from search.models.encoder_file import ENV as ENCODERS_ENV
 from search.models.encoders import use_encoders
-from search.photos.web import WebPhotoRules
 from search.pipeline.assets import fetch as fetch_assets
-from search.private.visitor import PrivateFiles
 from search.serving.engine import SearchEngine
-from ui.mapview import allowed_files
-from ui.root import PAGE_CSS, build_demo
+from ui.server import launch
 
 
 def get_args() -> argparse.Namespace:
@@ -52,29 +45,6 @@ def assets_dirs(spec: str, index_dir: Path, checkpoint_dir: Path, **fetch_kw) ->
     except LandmarkError as exc:
         print(f"assets: {exc}", flush=True)
         return index_dir, checkpoint_dir
-
-
-def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
-           data_dir: Path = config.DEFAULT_DATA_DIR, work_dir: Path = config.APP_WORK_DIR,
-           mcp_server: bool = config.MCP_SERVER, web: WebPhotoRules = WebPhotoRules(), **kw) -> gr.Blocks:
-    """Build, queue and start the app (with its MCP server unless turned off); returns the running Blocks."""
-    demo = build_demo(engine, data_dir, work_dir, web)
-    demo.queue(default_concurrency_limit=2, max_size=64)
-    allowed = [str(thumbs_dir(engine.index_root).resolve()),
-               str((engine.index_root / config.EXAMPLES_DIRNAME).resolve()),
-               str((Path(work_dir) / "maps").resolve()), str((Path(work_dir) / "downloads").resolve()),
-               *allowed_files()]
-    galleries = demo.site.galleries
-    # Private galleries are neither static nor allowed for Gradio, and blocked outright (no route of Gradio's serves,
-    # copies or accepts their files); the app's own private route serves them to their owner only. No static file
-    # workers (num_workers=0): behind the SSR proxy they would serve Gradio's file routes without this guard.
-    blocked = sorted({os.path.abspath(galleries.root), os.path.realpath(galleries.root)})
-    guard = Middleware(PrivateFiles, root=galleries.root, owner_of=galleries.owner_of)
-    demo.launch(server_name=host, server_port=port, share=share,
-                max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
-                blocked_paths=blocked, show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]},
-                num_workers=0, css=PAGE_CSS, **kw)
-    return demo
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from search.index import GalleryIndex
 from search.indexing.writer import write_index
 from search.models.encoders import EncoderStore
 from search.photos.images import open_image
+from ui.server import launch
 
 
 def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.Generator) -> None:
@@ -42,7 +43,6 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     """Row 3: a /search call through gradio_client vs encoding alone."""
     from gradio_client import Client, handle_file
 
-    import app
     from search.serving.engine import SearchEngine
     from ui.search_tab import search
     from ui.view import GalleryView
@@ -55,7 +55,7 @@ def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int 
     bench.synthetic_photo(rng).save(photo)
     image = open_image(photo)
     port = free_port()
-    demo = app.launch(engine, "127.0.0.1", port, work_dir=tmp / "work", prevent_thread_lock=True, quiet=True)
+    demo = launch(engine, "127.0.0.1", port, work_dir=tmp / "work", prevent_thread_lock=True, quiet=True)
     try:
         timings = {}
         for download in (False, True):
