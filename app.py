@@ -69,5 +69,5 @@ if __name__ == "__main__":
                 raise
     if args.assets:
         args.index_dir, args.checkpoint_dir = assets_dirs(args.assets, args.index_dir, args.checkpoint_dir)
-    launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.share,
-           args.data_dir)
+    launch(SearchEngine(args.index_dir, args.checkpoint_dir, args.weights), args.host, args.port, args.data_dir,
+           share=args.share)

@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     add_model_args(p)
     a = p.parse_args(argv)
     encoder = EncoderStore(a.checkpoint_dir, a.weights).load(a.encoder, trunk=a.trunk)
-    index = build_index(encoder, a.data_dir, a.split, a.index_dir, a.float16, a.batch_size, a.workers,
-                        engine=a.engine, ray_address=a.ray_address, num_gpus_per_worker=a.num_gpus_per_worker)
+    cfg = config.BuildConfig(float16=a.float16, batch_size=a.batch_size, workers=a.workers, engine=a.engine,
+                             ray_address=a.ray_address, num_gpus_per_worker=a.num_gpus_per_worker)
+    index = build_index(encoder, a.data_dir, a.split, a.index_dir, cfg)
     m = index.manifest
     print(json.dumps({k: m[k] for k in ("encoder", "label", "trunk", "count", "dim", "skipped", "build_seconds")}
                      | {"path": str(index.path)}))

@@ -3,10 +3,12 @@ evaluation (landmarks left out of the gallery and of training) that fits and sco
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from search import config
 from search.errors import LandmarkError
 from search.evaluation.closed_set import evaluate, save_evaluation
 from search.evaluation.open_set import evaluate_open_set, save_open_set
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     report = result.report
     if not a.closed_set_only:
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the one JSON line (torch hub prints there)
-            opened = evaluate_open_set({a.encoder: backend.encoder}, {a.encoder: backend.index}, a.data_dir, store,
-                                       workers=a.workers, trunk_name=trunk_in_use(a.index_dir),
+            cfg = dataclasses.replace(config.OPEN_SET, workers=a.workers, trunk=trunk_in_use(a.index_dir))
+            opened = evaluate_open_set({a.encoder: (backend.encoder, backend.index)}, a.data_dir, store, cfg,
                                        log=lambda s: print(s, file=sys.stderr))[a.encoder]
         save_open_set(opened, backend.index, backend.index.path / EVAL)
         report = {**report, **{k: v for k, v in opened.report.items() if k != "reliability"}}

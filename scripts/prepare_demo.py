@@ -7,7 +7,7 @@ from pathlib import Path
 from search import config
 from search.models.encoders import REGISTRY, trainable
 from search.pipeline.cli import add_data_dir, add_index_dir, add_model_args, run, use_encoders_of
-from search.pipeline.prepare import prepare, summary_table
+from search.pipeline.prepare import DemoSetup, prepare, summary_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in trainable():  # --scratch-epochs, --transfer-epochs: defaults from each encoder's spec
         p.add_argument(f"--{name}-epochs", type=int, default=REGISTRY[name].epochs)
     a = p.parse_args(argv)
-    results, notes = prepare(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.weights,
-                             a.trunk, {n: getattr(a, f"{n}_epochs") for n in trainable()}, url=a.url)
+    results, notes = prepare(DemoSetup(a.data_dir, a.index_dir, a.checkpoint_dir, a.from_zip, a.from_dir, a.url,
+                                       a.weights, a.trunk, {n: getattr(a, f"{n}_epochs") for n in trainable()}))
     print()
     print(summary_table(results))
     for note in notes:

@@ -136,6 +136,27 @@ def visitor_checks(url: str, photos: list[Path], gallery_photo: str) -> list[tup
             ("search_mine", search_mine), ("another visitor", others_refused)]
 
 
+def app_steps(port: int, log: Path, photos: list[Path], gallery_path: str) -> list[tuple[str, bool, str]]:
+    """The started app's steps: it runs under ZeroGPU and SSR, a visitor's calls, and the GPU guard never fired."""
+    for _ in range(60):  # the launch line follows the page's first answer by a moment
+        if "Running on local URL" in log.read_text():
+            break
+        time.sleep(0.5)
+    ssr = "with SSR" in log.read_text()
+    results = [("app under ZeroGPU and SSR", ssr, f"http://127.0.0.1:{port}/" + (
+        ", behind Gradio's Node proxy" if ssr else ": Gradio started without SSR (is Node.js installed?)"))]
+    for step, check in visitor_checks(f"http://127.0.0.1:{port}/", photos, gallery_path):
+        try:
+            results.append((step, True, check()))
+        except Exception as exc:  # a failed step is reported, and the next one runs
+            results.append((step, False, f"{type(exc).__name__}: {str(exc)[:300]}"))
+    text = log.read_text()
+    guard = "outside a spaces.GPU call" not in text and "ZeroGPU worker error" not in text
+    results.append(("every model call inside spaces.GPU", guard, "the guard never fired" if guard else
+                    "see the log: a model ran outside a GPU call or failed inside one"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_index_dir(p)
@@ -166,24 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         port = a.port if a.port else free_port()
         log = home / "app.log"
         proc = start(port, env, log)
-        for _ in range(60):  # the launch line follows the page's first answer by a moment
-            if "Running on local URL" in log.read_text():
-                break
-            time.sleep(0.5)
-        ssr = "with SSR" in log.read_text()
-        results.append(("app under ZeroGPU and SSR", ssr, f"http://127.0.0.1:{port}/" + (
-            ", behind Gradio's Node proxy" if ssr else ": Gradio started without SSR (is Node.js installed?)")))
-        photos = sorted(thumbs_dir(a.index_dir).glob("*.jpg"))[:4]
-        name, index = next(iter(indexes.items()))
-        for step, check in visitor_checks(f"http://127.0.0.1:{port}/", photos, index.items[0]["path"]):
-            try:
-                results.append((step, True, check()))
-            except Exception as exc:  # a failed step is reported, and the next one runs
-                results.append((step, False, f"{type(exc).__name__}: {str(exc)[:300]}"))
-        text = log.read_text()
-        guard = "outside a spaces.GPU call" not in text and "ZeroGPU worker error" not in text
-        results.append(("every model call inside spaces.GPU", guard, "the guard never fired" if guard else
-                        "see the log: a model ran outside a GPU call or failed inside one"))
+        results += app_steps(port, log, sorted(thumbs_dir(a.index_dir).glob("*.jpg"))[:4],
+                             next(iter(indexes.values())).items[0]["path"])
     finally:
         if proc is not None:  # the app and its Node proxy: the whole process group
             os.killpg(proc.pid, signal.SIGTERM)

@@ -30,12 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     use_encoders_of(argv)
     a = get_args_parser().parse_args(argv)
     cfg = dataclasses.replace(config.TrainConfig(), batch_size=a.batch_size, lr=a.lr, decode_workers=a.workers,
-                              seed=a.seed)
+                              seed=a.seed, fresh=a.fresh)
     out = a.out or a.checkpoint_dir / spec(a.encoder).checkpoint
     store = EncoderStore(a.checkpoint_dir, a.weights)
     kwargs = {"trunk": a.trunk or spec(a.encoder).trunk} if spec(a.encoder).uses_trunk else {}
-    result = train_encoder(a.encoder, a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg,
-                           fresh=a.fresh, **kwargs)
+    result = train_encoder(a.encoder, a.data_dir, out, a.epochs or spec(a.encoder).epochs, store, cfg, **kwargs)
     print(result.json())
 
 

@@ -132,6 +132,8 @@ class TrainConfig:
     seed: int = SEED
     label_smoothing: float = 0.1
     decode_once: bool = True    # the scratch CNN trains from the decode cache (search/photos/decode_cache.py)
+    cache_dir: Path | None = None  # where that cache lives (None: a cache folder beside the checkpoint)
+    fresh: bool = False         # start over: ignore the saved state of an interrupted run
     eval_batch_size: int = 64   # validation: smaller activations stay in cache
     patience: int | None = 8    # stop after this many epochs without a better validation accuracy (the longest such
                                 # stretch before a later best, over 3 seeds on the development photos, was 7)
@@ -152,6 +154,22 @@ class TsneConfig:
     seed: int = SEED
     fit_limit: int = 10_000   # past this many photos, fit on a sample of this size and place the rest
     extra: dict = field(default_factory=dict)
+
+
+INDEX_ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How an index build runs (search/indexing; scripts/build_index.py's options)."""
+
+    float16: bool = False                 # store the embeddings as float16 (half the size)
+    batch_size: int = ENCODE_BATCH_SIZE
+    workers: int | None = None            # local: DataLoader decoding workers (None: decode_workers()); ray: actors
+    tsne: TsneConfig = field(default_factory=TsneConfig)
+    engine: str = "local"                 # one of INDEX_ENGINES: this process, or Ray Data
+    ray_address: str | None = None        # a Ray cluster (None: start Ray on this machine)
+    num_gpus_per_worker: float = 0.0      # GPUs per Ray encoder actor
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,6 +210,8 @@ class OpenSetConfig:
     scratch_epochs: int = 10   # per fold model (the full model trains 30)
     transfer_epochs: int = 30  # per fold head (seconds on cached trunk features), as the full head
     seed: int = SEED
+    workers: int | None = None  # DataLoader workers decoding the photos for the trunk's features (None: decide)
+    trunk: str | None = None    # the trunk that reads the photos when no encoder evaluated has one (scratch alone)
 
 
 OPEN_SET = OpenSetConfig()

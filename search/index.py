@@ -123,23 +123,28 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
         raise BadIndexError(f"{index_dir} has inconsistent shapes {emb.shape}, {coords.shape}, {len(items)} items "
                           f"for count {n} and dim {dim}: {rebuild}.")
     if encoder is not None:
-        if manifest["encoder"] != encoder.name:
-            raise BadIndexError(f"{index_dir} is a {manifest['encoder']!r} index, not {encoder.name!r}.")
-        if manifest.get("trunk") != encoder.trunk_name:
-            raise BadIndexError(f"{index_dir} was built with trunk {manifest.get('trunk')}, but the encoder uses "
-                              f"{encoder.trunk_name}: {rebuild} --trunk {encoder.trunk_name}.")
-        if dim != encoder.dim:
-            raise BadIndexError(f"{index_dir} holds {dim}-d vectors but {encoder.label} makes {encoder.dim}-d: "
-                              f"{rebuild}.")
-        if manifest["encoder_fingerprint"] != encoder.fingerprint:
-            raise BadIndexError(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
-                              f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
+        _check_encoder(index_dir, manifest, encoder, rebuild)
     index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild),
                          *_load_confidence(index_dir, manifest))
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
         raise BadIndexError(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
     return index
+
+
+def _check_encoder(index_dir: Path, manifest: dict, encoder: Encoder, rebuild: str) -> None:
+    """Refuse an index that another encoder, trunk or weights made."""
+    if manifest["encoder"] != encoder.name:
+        raise BadIndexError(f"{index_dir} is a {manifest['encoder']!r} index, not {encoder.name!r}.")
+    if manifest.get("trunk") != encoder.trunk_name:
+        raise BadIndexError(f"{index_dir} was built with trunk {manifest.get('trunk')}, but the encoder uses "
+                          f"{encoder.trunk_name}: {rebuild} --trunk {encoder.trunk_name}.")
+    if manifest["dim"] != encoder.dim:
+        raise BadIndexError(f"{index_dir} holds {manifest['dim']}-d vectors but {encoder.label} makes "
+                          f"{encoder.dim}-d: {rebuild}.")
+    if manifest["encoder_fingerprint"] != encoder.fingerprint:
+        raise BadIndexError(f"{index_dir} was built with weights {manifest['encoder_fingerprint']}, but "
+                          f"{encoder.label} has weights {encoder.fingerprint}: {rebuild}.")
 
 
 def _load_calibration(index_dir: Path, manifest: dict, rebuild: str) -> Calibration | None:

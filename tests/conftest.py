@@ -39,7 +39,8 @@ def run_script(*args) -> subprocess.CompletedProcess:
 
 CLASSES = ["00.Red_Stripes", "01.Blue_Circles", "02.Green_Checks"]
 FAST_TRAIN = dataclasses.replace(config.TrainConfig(), batch_size=8, decode_workers=0, lr=3e-3)
-FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5)
+FAST_OPEN_SET = dataclasses.replace(config.OPEN_SET, scratch_epochs=3, transfer_epochs=5, workers=0)
+IN_PROCESS = config.BuildConfig(workers=0)  # index builds decode in the test's own process
 
 
 def synthetic_image(class_id: int, rng: np.random.Generator, size: tuple[int, int] = (128, 96)) -> Image.Image:
@@ -159,12 +160,12 @@ def built(tmp_path_factory, dataset, trained) -> Path:
         encoders, indexes = {}, {}
         for name in ("scratch", "pretrained", "transfer"):
             encoders[name] = store.load(name, trunk=OFFLINE_TRUNK)
-            indexes[name] = build_index(encoders[name], dataset, "all", root, workers=0)
+            indexes[name] = build_index(encoders[name], dataset, "all", root, IN_PROCESS)
         pairs = {name: (encoders[name], indexes[name]) for name in encoders}
         for name, result in evaluate_all(pairs, dataset, workers=0).items():  # as prepare_demo.py evaluates
             save_evaluation(result, indexes[name])
-        for name, result in evaluate_open_set(encoders, indexes, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
-                                              log=lambda s: None, workers=0).items():
+        for name, result in evaluate_open_set(pairs, dataset, store, FAST_OPEN_SET, FAST_TRAIN,
+                                              log=lambda s: None).items():
             save_open_set(result, indexes[name], indexes[name].path / EVAL)
 
     return made_once(tmp_path_factory, "indexes", make)

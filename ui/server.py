@@ -18,10 +18,11 @@ from ui.mapview import allowed_files
 from ui.root import PAGE_CSS, build_demo
 
 
-def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
-           data_dir: Path = config.DEFAULT_DATA_DIR, work_dir: Path = config.APP_WORK_DIR,
-           mcp_server: bool = config.MCP_SERVER, web: WebPhotoRules = WebPhotoRules(), **kw) -> gr.Blocks:
-    """Build, queue and start the app (with its MCP server unless turned off); returns the running Blocks."""
+def launch(engine: SearchEngine, host: str, port: int, data_dir: Path = config.DEFAULT_DATA_DIR,
+           work_dir: Path = config.APP_WORK_DIR, web: WebPhotoRules = WebPhotoRules(), **kw) -> gr.Blocks:
+    """Build, queue and start the app (with its MCP server unless `mcp_server=False`); returns the running Blocks.
+    `kw` goes to Gradio's launch (share, quiet, prevent_thread_lock ...)."""
+    kw.setdefault("mcp_server", config.MCP_SERVER)
     demo = build_demo(engine, data_dir, work_dir, web)
     demo.queue(default_concurrency_limit=2, max_size=64)
     allowed = [str(thumbs_dir(engine.index_root).resolve()),
@@ -34,8 +35,8 @@ def launch(engine: SearchEngine, host: str, port: int, share: bool = False,
     # workers (num_workers=0): behind the SSR proxy they would serve Gradio's file routes without this guard.
     blocked = sorted({os.path.abspath(galleries.root), os.path.realpath(galleries.root)})
     guard = Middleware(PrivateFiles, root=galleries.root, owner_of=galleries.owner_of)
-    demo.launch(server_name=host, server_port=port, share=share,
+    demo.launch(server_name=host, server_port=port,
                 max_file_size=f"{config.MY_GALLERY.max_upload_bytes // 2**20}mb", allowed_paths=allowed,
-                blocked_paths=blocked, show_error=True, mcp_server=mcp_server, app_kwargs={"middleware": [guard]},
+                blocked_paths=blocked, show_error=True, app_kwargs={"middleware": [guard]},
                 num_workers=0, css=PAGE_CSS, **kw)
     return demo

@@ -15,6 +15,8 @@ from search.indexing.encode_stage import encode_local
 from search.models.encoders import EncoderStore
 from search.photos.images import open_image
 
+IN_PROCESS = config.BuildConfig(workers=0)  # photos decoded in this process
+
 
 def bench_build(tmp: Path, rng: np.random.Generator, n: int) -> None:
     """Row 4: index encoding throughput (DataLoader workers, batches) vs a one-image-at-a-time loop."""
@@ -73,9 +75,9 @@ def bench_gallery(tmp: Path, rng: np.random.Generator, checkpoint_dir: Path, fol
         for way in ("together", "one by one"):
             root, t = tmp / f"gallery-{way}-{r}", time.perf_counter()
             if way == "together":
-                count = next(iter(build_indexes(encs, folder, "all", root, workers=0).values())).manifest["count"]
+                count = next(iter(build_indexes(encs, folder, "all", root, IN_PROCESS).values())).manifest["count"]
             else:
-                count = [build_index(e, folder, "all", root, workers=0) for e in encs][0].manifest["count"]
+                count = [build_index(e, folder, "all", root, IN_PROCESS) for e in encs][0].manifest["count"]
             best[way] = max(best.get(way, 0.0), count / (time.perf_counter() - t))
     row(f"gallery build, {count} photos, {len(encs)} encoders (EfficientNet-Lite0)", best["together"],
         best["one by one"], "photo/s", "build_indexes (one read per trunk, shared trunk once) vs build_index per "
@@ -101,8 +103,8 @@ def bench_engines(tmp: Path, rng: np.random.Generator, n: int = 192) -> None:
     for _ in range(2):  # interleaved rounds, best of each
         for engine in ("local", "ray"):
             t = time.perf_counter()
-            idx = build_index(enc, root, "all", tmp / f"engine-{engine}", engine=engine,
-                              workers=1 if engine == "ray" else None)
+            idx = build_index(enc, root, "all", tmp / f"engine-{engine}",
+                              config.BuildConfig(engine=engine, workers=1 if engine == "ray" else None))
             rates[engine] = max(rates.get(engine, 0.0), idx.manifest["count"] / (time.perf_counter() - t))
     row(f"index build, {n} images, --engine ray vs --engine local", rates["ray"], rates["local"], "img/s",
         f"this 2-core machine, 1 encoder actor; Ray itself took {start_s:.0f} s to start; the point is that the same "

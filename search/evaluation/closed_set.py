@@ -48,7 +48,7 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     queries = list_items(data_root, ("test",), classes)
     if encoded is None:  # the queries' thumbnails join the shared folder, for the Study tab's confusion examples
         t = time.perf_counter()
-        encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, workers=workers,
+        encoded = encode_local(encoder, [p for p, _ in queries], index.thumbs, config.BuildConfig(workers=workers),
                                desc="encoding queries")
         encode_seconds = time.perf_counter() - t
     started = time.perf_counter()
@@ -62,8 +62,8 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
               "ms_per_query": round(1000 * (encode_seconds + time.perf_counter() - started) / max(len(kept), 1), 1),
               "encode_seconds": round(encode_seconds, 2),
               "encoder_fingerprint": encoder.fingerprint,
-              **by_landmark(index, [queries[i][0] for i in kept], encoded.thumbs, data_root, q_labels, g_labels[idx],
-                            g_labels, gallery_rows[idx[:, 0]], k)}
+              **by_landmark(index, Ranking(q_labels, g_labels[idx], g_labels, gallery_rows[idx[:, 0]]),
+                            [queries[i][0] for i in kept], encoded.thumbs, data_root)}
     calibration = None
     gallery = index.embeddings[gallery_rows]
     dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
@@ -84,7 +84,7 @@ def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path
     for group in group_by_input([e for e, _ in pairs.values()]):
         thumbs = pairs[group[0].name][1].thumbs
         started = time.perf_counter()
-        encoded = encode_shared(group, paths, thumbs, workers=workers,
+        encoded = encode_shared(group, paths, thumbs, config.BuildConfig(workers=workers),
                                 desc=f"encoding queries ({' + '.join(e.name for e in group)})") if paths else {}
         shared_s = time.perf_counter() - started
         for e in group:
@@ -93,12 +93,23 @@ def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path
     return out
 
 
-def by_landmark(index: GalleryIndex, query_paths: list[Path], query_thumbs: list[str], data_root: Path,
-                q_labels: np.ndarray, ranked: np.ndarray, g_labels: np.ndarray, top_rows: np.ndarray,
-                k: int) -> dict:
+@dataclass(frozen=True)
+class Ranking:
+    """Test queries ranked against the gallery: their labels, the labels of their top-k hits (queries, k), the
+    gallery's labels, and the gallery row of each query's top hit."""
+
+    q_labels: np.ndarray
+    ranked: np.ndarray
+    g_labels: np.ndarray
+    top_rows: np.ndarray
+
+
+def by_landmark(index: GalleryIndex, ranking: Ranking, query_paths: list[Path], query_thumbs: list[str],
+                data_root: Path) -> dict:
     """The per-landmark figures and the most frequent confusions (each with its first query and what it found)."""
     names = index.manifest["classes"]
-    classes = {names[c]: r for c, r in per_class(q_labels, ranked, g_labels, k).items()}
+    q_labels, ranked, top_rows = ranking.q_labels, ranking.ranked, ranking.top_rows
+    classes = {names[c]: r for c, r in per_class(q_labels, ranked, ranking.g_labels, ranked.shape[1]).items()}
     mistakes = []
     for c in confusions(q_labels, ranked[:, 0], config.STUDY.confusions):
         i = c.pop("example")

@@ -74,6 +74,7 @@ class Photos:
 class FoldRun:
     """One encoder on one fold: per-hit evidence and truth, and today's distance-only P of the top hit."""
 
+    held_out: np.ndarray     # the fold's landmarks (class ids), left out of its gallery
     feats: np.ndarray        # (queries, k, F)
     same: np.ndarray         # (queries, k) the hit shows the query's landmark
     absent: np.ndarray       # (queries,) the query's landmark is not in this fold's gallery
@@ -117,7 +118,7 @@ def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: 
     present = ~absent
     pair_d, pair_same = pair_distances(test_emb[present], train_emb[g_rows], test.labels[present], train.labels[g_rows])
     curve = fit_calibration(pair_d, pair_same)
-    return FoldRun(hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
+    return FoldRun(held_out, hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
                    curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent))
 
 
@@ -136,10 +137,29 @@ def _fold_tag(held_out: np.ndarray, classes: Sequence[str], epochs: int, extra: 
     return hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
-def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Photos, test: Photos,
-                     classes: list[str], held_out: np.ndarray, cfg: config.OpenSetConfig,
-                     train_cfg: config.TrainConfig, trunk: Trunk, features, log: Log) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class OpenSetJob:
+    """What every encoder and fold of one open-set evaluation shares: the photos' root and landmark folders, the
+    store that loads the models and keeps the fold models, the settings, and the log."""
+
+    data_root: Path
+    classes: list[str]
+    store: EncoderStore
+    cfg: config.OpenSetConfig
+    train_cfg: config.TrainConfig
+    log: Log
+
+
+def feature_names(role: str) -> tuple[str, ...]:
+    """The hit features a role's confidence reads: a transfer encoder's also reads its trunk's own distance."""
+    return BASE_FEATURES + ((TRUNK_FEATURE,) if role == "transfer" else ())
+
+
+def _fold_embeddings(job: OpenSetJob, name: str, photos: tuple[Photos, Photos], held_out: np.ndarray, trunk: Trunk,
+                     features) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) unit vectors of encoder `name` for one fold: trained without the held-out landmarks."""
+    store, classes, cfg, train_cfg = job.store, job.classes, job.cfg, job.train_cfg
+    train, test = photos
     keep = [i for i in range(len(classes)) if i not in set(held_out.tolist())]
     folder = store.checkpoint_dir / OPEN_SET_DIRNAME
     role = REGISTRY[name].role
@@ -154,21 +174,25 @@ def _fold_embeddings(name: str, store: EncoderStore, data_root: Path, train: Pho
                 enc.embed_trunk_features(torch.from_numpy(test.raw)).numpy())
     out = folder / f"scratch-{_fold_tag(held_out, classes, cfg.scratch_epochs)}.pt"
     if not out.is_file():
-        log(f"scratch: training the fold model without {len(held_out)} landmarks ({cfg.scratch_epochs} epochs)")
-        train_scratch(data_root, out, cfg.scratch_epochs, store, train_cfg, log=lambda s: None,
-                      only=[classes[i] for i in keep], cache_dir=cache_dir_for(store.checkpoint_dir))  # decoded once
+        job.log(f"scratch: training the fold model without {len(held_out)} landmarks ({cfg.scratch_epochs} epochs)")
+        decoded_once = dataclasses.replace(train_cfg, cache_dir=cache_dir_for(store.checkpoint_dir))
+        train_scratch(job.data_root, out, cfg.scratch_epochs, store, decoded_once, log=lambda s: None,
+                      only=[classes[i] for i in keep])
     enc: Encoder = build_scratch(REGISTRY[name], out, None)
     return (encode_local(enc, train.paths, None, desc="fold gallery").embeddings,
             encode_local(enc, test.paths, None, desc="fold queries").embeddings)
 
 
-def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIndex], data_root: Path,
-                      store: EncoderStore, cfg: config.OpenSetConfig = config.OPEN_SET,
-                      train_cfg: config.TrainConfig = config.TrainConfig(), log: Log = print,
-                      workers: int | None = None, trunk_name: str | None = None) -> dict[str, OpenSetResult]:
-    """The open-set evaluation of every given encoder (see the module docstring); per encoder its result."""
+def evaluate_open_set(pairs: dict[str, tuple[Encoder, GalleryIndex | None]], data_root: Path, store: EncoderStore,
+                      cfg: config.OpenSetConfig = config.OPEN_SET, train_cfg: config.TrainConfig = config.TrainConfig(),
+                      log: Log = print) -> dict[str, OpenSetResult]:
+    """The open-set evaluation of every given encoder with its index (see the module docstring); per encoder its
+    result."""
     classes = find_classes(data_root)
-    first = next((e.trunk for e in encoders.values() if e.trunk is not None), None) or store.trunk(trunk_name)
+    job = OpenSetJob(Path(data_root), classes, store, cfg, train_cfg, log)
+    encoders = {n: e for n, (e, _) in pairs.items()}
+    workers = cfg.workers
+    first = next((e.trunk for e in encoders.values() if e.trunk is not None), None) or store.trunk(cfg.trunk)
     started = time.perf_counter()
     photos: dict[int, tuple[Photos, Photos]] = {}  # per trunk: its features of the train and test photos
 
@@ -191,15 +215,11 @@ def evaluate_open_set(encoders: dict[str, Encoder], indexes: dict[str, GalleryIn
             features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
                                          log=lambda s: None)
         folds = fold_sets[cfg.scratch_folds if role == "scratch" else cfg.folds]
-        uses_trunk = role == "transfer"
         runs = []
         for held_out in folds:
-            train_emb, test_emb = _fold_embeddings(name, store, data_root, train, test, classes, held_out, cfg,
-                                                   train_cfg, trunk, features, log)
-            runs.append(_fold_run(train_emb, test_emb, train, test, held_out, cfg.k, uses_trunk))
-        names = BASE_FEATURES + ((TRUNK_FEATURE,) if uses_trunk else ())
-        results[name] = _summarise(name, encoder, runs, folds, classes, names, cfg, indexes.get(name), train, test,
-                                   time.perf_counter() - t0)
+            train_emb, test_emb = _fold_embeddings(job, name, (train, test), held_out, trunk, features)
+            runs.append(_fold_run(train_emb, test_emb, train, test, held_out, cfg.k, role == "transfer"))
+        results[name] = _summarise(job, name, runs, pairs[name], (train, test), time.perf_counter() - t0)
         log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
     # the (first) trunk as it is on the very queries the trained encoders never saw: what "general" buys
     train, test = photos_of(first)
@@ -235,9 +255,12 @@ def _cross_validated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) ->
     return p_out, thresholds
 
 
-def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.ndarray], classes: list[str],
-               names: tuple[str, ...], cfg: config.OpenSetConfig, index: GalleryIndex | None, train: Photos,
-               test: Photos, seconds: float) -> OpenSetResult:
+def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[Encoder, GalleryIndex | None],
+               photos: tuple[Photos, Photos], seconds: float) -> OpenSetResult:
+    """The encoder's open-set report from its fold runs, and the confidence the app uses (fitted on every fold)."""
+    encoder, index = backend
+    cfg, classes, names = job.cfg, job.classes, feature_names(REGISTRY[name].role)
+    folds = [r.held_out for r in runs]
     p_folds, thresholds = _cross_validated(runs, names, cfg.k)
     p_all, c_all, a_all = (np.concatenate(v) for v in (p_folds, [r.same[:, 0] for r in runs], [r.absent for r in runs]))
     # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
@@ -255,7 +278,7 @@ def _summarise(name: str, encoder: Encoder, runs: list[FoldRun], folds: list[np.
     if REGISTRY[name].role != "frozen":
         report["unseen"] = _mean_unseen([r.unseen for r in runs])
         report["fold_epochs"] = cfg.scratch_epochs if REGISTRY[name].role == "scratch" else cfg.transfer_epochs
-    trunk_vectors = _row_trunk_vectors(index, name, train, test) if TRUNK_FEATURE in names and index else None
+    trunk_vectors = _row_trunk_vectors(index, name, *photos) if TRUNK_FEATURE in names and index else None
     return OpenSetResult(report, confidence, trunk_vectors)
 
 

@@ -42,21 +42,31 @@ class Encoded:
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (worker-seconds on Ray)
 
 
+@dataclass(frozen=True)
+class Vectors:
+    """Where a local build gets its vectors: trunk features already computed for the photos (a FeatureCache; the
+    trunk then does not run), and the function that runs a batch (in this process, or through the GPU calls)."""
+
+    features: FeatureCache | None = None
+    embed: Embed = embed_here
+
+
 def encode_shared(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: Path | None = None,
-                  batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                  desc: str = "encoding", progress: Callable[[int, int], None] | None = None,
-                  features: FeatureCache | None = None, embed: Embed = embed_here) -> dict[str, Encoded]:
+                  cfg: config.BuildConfig = config.BuildConfig(), desc: str = "encoding",
+                  progress: Callable[[int, int], None] | None = None, vectors: Vectors = Vectors()
+                  ) -> dict[str, Encoded]:
     """The local engine for encoders that take the same input (one trunk): each photo is read once, the trunk runs
-    once per batch (through `embed`); DataLoader workers decode ahead of the forward pass; thumbnails are written as
-    they come."""
-    known = _from_features(encoders, paths, thumbs, features)
+    once per batch (through `vectors.embed`); DataLoader workers decode ahead of the forward pass; thumbnails are
+    written as they come."""
+    known = _from_features(encoders, paths, thumbs, vectors.features)
     if known is not None:
         return known
+    embed = vectors.embed
     reader = PhotoReader([(p, 0) for p in paths], encoders[0].transform, thumbnails=thumbs is not None)
     stages = {"read": 0.0, "encode": 0.0, "thumbnails": 0.0}
     vecs: list[list[np.ndarray]] = [[] for _ in encoders]
     kept, names = [], []
-    batches = iter(make_loader(reader, batch_size, workers=workers))
+    batches = iter(make_loader(reader, cfg.batch_size, workers=cfg.workers))
     with tqdm(total=len(reader), desc=desc, unit="img") as bar:
         while True:
             t0 = time.perf_counter()
@@ -103,7 +113,6 @@ def _from_features(encoders: Sequence[Encoder], paths: Sequence[Path], thumbs: P
 
 
 def encode_local(encoder: Encoder, paths: Sequence[Path], thumbs: Path | None = None,
-                 batch_size: int = config.ENCODE_BATCH_SIZE, workers: int | None = None,
-                 desc: str = "encoding") -> Encoded:
+                 cfg: config.BuildConfig = config.BuildConfig(), desc: str = "encoding") -> Encoded:
     """The local engine for one encoder."""
-    return encode_shared([encoder], paths, thumbs, batch_size, workers, desc)[encoder.name]
+    return encode_shared([encoder], paths, thumbs, cfg, desc)[encoder.name]

@@ -81,19 +81,19 @@ def start(address: str | None = None) -> None:
 
 
 def encode_ray(encoder: Encoder, paths: Sequence[Path], thumbs: Path, index_root: Path,
-               batch_size: int = config.ENCODE_BATCH_SIZE, address: str | None = None,
-               num_gpus_per_worker: float = 0.0, workers: int | None = None):
+               cfg: config.BuildConfig = config.BuildConfig()):
     """Embed `paths` with Ray Data: positions and order are kept, undecodable photos skipped with a warning."""
     import ray
 
 
     if encoder.recipe is None:
         raise LandmarkError("this encoder was not loaded by EncoderStore, so Ray workers cannot rebuild it")
-    start(address)
+    start(cfg.ray_address)
+    batch_size, num_gpus_per_worker = cfg.batch_size, cfg.num_gpus_per_worker
     for stale in Path(index_root).glob(f".{encoder.name}.shards-*"):  # left by a killed build
         shutil.rmtree(stale, ignore_errors=True)
     cpus = int(ray.available_resources().get("CPU", 1))
-    actors = workers or max(1, cpus // 2)
+    actors = cfg.workers or max(1, cpus // 2)
     # Each actor reserves one CPU (the rest stays free for Ray's read and write tasks) but may run torch on its
     # share of the node's cores.
     threads = max(1, cpus // actors) if not num_gpus_per_worker else 1

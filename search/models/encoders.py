@@ -29,7 +29,17 @@ from search.models.networks import (  # noqa: F401
     scratch_config,
     scratch_transform,
 )
-from search.models.trunks import TRUNKS, Trunk, file_fingerprint, load_trunk
+from search.models.trunks import Trunk, file_fingerprint, load_trunk
+
+
+@dataclass(frozen=True)
+class Network:
+    """What computes an encoder's embedding: its own network (a scratch CNN), or a shared trunk with, for a
+    transfer encoder, its head."""
+
+    net: ScratchNet | None = None
+    trunk: Trunk | None = None
+    head: TransferHead | None = None
 
 
 class Encoder:
@@ -39,19 +49,19 @@ class Encoder:
     (`embed_trunk_features`); the scratch CNN is a single `net`.
     """
 
-    def __init__(self, name: str, label: str, dim: int, fingerprint: str, transform: Callable,
-                 net: ScratchNet | None = None, trunk: Trunk | None = None,
-                 head: Callable[[torch.Tensor], torch.Tensor] | None = None, classes: Sequence[str] = ()):
+    def __init__(self, name: str, label: str, fingerprint: str, transform: Callable, network: Network,
+                 classes: Sequence[str] = ()):
+        net, trunk, head = network.net, network.trunk, network.head
         if (net is None) == (trunk is None):
             raise ValueError("an encoder is either a net or a trunk with a head")
-        self.name, self.label, self.dim = name, label, dim
+        self.name, self.label = name, label
+        self.dim = net.embed_dim if net is not None else head.embed_dim if head is not None else trunk.dim
         self.fingerprint, self.transform = fingerprint, transform
-        self.trunk, self.head, self.classes = trunk, head or (lambda f: f), list(classes)
+        self.trunk, self.head, self.classes = trunk, head.embed if head is not None else (lambda f: f), list(classes)
         self.recipe: dict | None = None  # set by EncoderStore.load
         self.device: torch.device | None = None  # where `to` last put it (None: where it was built)
         self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
-        owner = getattr(head, "__self__", None)
-        self.modules = [m for m in (net, trunk, owner) if isinstance(m, nn.Module)]
+        self.modules = [m for m in (net, trunk, head) if isinstance(m, nn.Module)]
         if net is not None:
             self._conv_maps, self._from_maps = net.conv_maps, net.embed_from_maps
         else:
@@ -145,14 +155,14 @@ def build_scratch(s: EncoderSpec, ckpt_path: Path, trunk: Trunk | None) -> Encod
     net = ScratchNet(len(ckpt["classes"]), scratch_config(ckpt["arch"]))
     net.load_state_dict(ckpt["state_dict"])
     net.to(config.device()).eval()
-    return Encoder(s.name, s.label or f"{s.name} CNN", net.embed_dim, file_fingerprint(ckpt_path),
-                   scratch_transform(), net=net, classes=ckpt["classes"])
+    return Encoder(s.name, s.label or f"{s.name} CNN", file_fingerprint(ckpt_path), scratch_transform(),
+                   Network(net=net), ckpt["classes"])
 
 
 def build_frozen(s: EncoderSpec, ckpt_path: Path | None, trunk: Trunk) -> Encoder:
     """An ImageNet trunk as it is."""
-    return Encoder(s.name, s.label or f"{s.name} - {trunk.label}", trunk.dim, trunk.fingerprint, trunk.transform,
-                   trunk=trunk)
+    return Encoder(s.name, s.label or f"{s.name} - {trunk.label}", trunk.fingerprint, trunk.transform,
+                   Network(trunk=trunk))
 
 
 def build_transfer(s: EncoderSpec, ckpt_path: Path, trunk: Trunk) -> Encoder:
@@ -166,9 +176,9 @@ def build_transfer(s: EncoderSpec, ckpt_path: Path, trunk: Trunk) -> Encoder:
     head = TransferHead(trunk.dim, len(ckpt["classes"]), config.HeadConfig(**ckpt["arch"]))
     head.load_state_dict(ckpt["state_dict"])
     head.to(config.device()).eval()
-    return Encoder(s.name, s.label or f"{s.name} - {trunk.label} + landmark head", head.embed_dim,
+    return Encoder(s.name, s.label or f"{s.name} - {trunk.label} + landmark head",
                    combine(file_fingerprint(ckpt_path), trunk.fingerprint), trunk.transform,
-                   trunk=trunk, head=head.embed, classes=ckpt["classes"])
+                   Network(trunk=trunk, head=head), ckpt["classes"])
 
 
 @dataclass(frozen=True)
@@ -358,7 +368,3 @@ class EncoderStore:
                           "trunk": encoder.trunk_name, "encoders": str(REGISTRY.path)}
         return encoder
 
-
-def trunk_label(name: str | None) -> str:
-    """Display label of a trunk name."""
-    return TRUNKS[name].label if name in TRUNKS else (name or "-")

@@ -117,14 +117,31 @@ def run_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     return loss_sum / max(total, 1), correct / max(total, 1)
 
 
-def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_loader: DataLoader,
-        epochs: int, out: Path, checkpoint_extra: dict, encoder: str, cfg: config.TrainConfig,
-        fresh: bool = False, log: Log = tqdm.write,
-        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
-    """Seeded training loop with per-epoch validation, best-by-validation checkpoint and resume state; stops early
-    once validation accuracy has not improved for `cfg.patience` epochs. `batch_transform` augments each training
-    batch."""
-    out = Path(out)
+@dataclass(frozen=True)
+class Batches:
+    """What a fit reads: a training loader per epoch (made for that epoch, so it is seeded by it), the validation
+    loader, and the augmentation applied to each training batch (None: none)."""
+
+    train: Callable[[int], DataLoader]
+    val: DataLoader
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a fit keeps its best checkpoint, for which encoder kind, and what else the checkpoint records (its
+    "classes" at least)."""
+
+    out: Path
+    encoder: str
+    extra: dict
+
+
+def fit(model: nn.Module, batches: Batches, epochs: int, target: Target, cfg: config.TrainConfig,
+        log: Log = tqdm.write) -> FitResult:
+    """Seeded training loop with per-epoch validation, best-by-validation checkpoint and resume state (unless
+    `cfg.fresh`); stops early once validation accuracy has not improved for `cfg.patience` epochs."""
+    out, encoder, checkpoint_extra = Path(target.out), target.encoder, target.extra
     state_path = out.with_name(out.name + ".state")
     model.to(config.device())
     if config.TRAIN_CHANNELS_LAST:
@@ -135,7 +152,7 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     start, best_acc, best_epoch, history, stopped = 0, -1.0, 0, [], False
-    if state_path.is_file() and out.is_file() and not fresh:
+    if state_path.is_file() and out.is_file() and not cfg.fresh:
         state = torch.load(state_path, map_location=config.device(), weights_only=True)
         if state["classes"] == checkpoint_extra["classes"] and state["epochs"] == epochs:
             model.load_state_dict(state["model"])
@@ -146,9 +163,9 @@ def fit(model: nn.Module, make_train_loader: Callable[[int], DataLoader], val_lo
             log(f"resuming {encoder} from epoch {start}/{epochs} (best val acc {best_acc:.3f})")
     for epoch in range(start, epochs if not stopped else start):
         torch.manual_seed(cfg.seed + epoch)  # each epoch's shuffling, augmentation and dropout
-        train_loss, train_acc = run_epoch(model, make_train_loader(epoch), loss_fn, optimizer,
-                                           f"{encoder} epoch {epoch + 1}/{epochs}", scaler, batch_transform)
-        val_loss, val_acc = run_epoch(model, val_loader, loss_fn, None, "validate")
+        train_loss, train_acc = run_epoch(model, batches.train(epoch), loss_fn, optimizer,
+                                           f"{encoder} epoch {epoch + 1}/{epochs}", scaler, batches.augment)
+        val_loss, val_acc = run_epoch(model, batches.val, loss_fn, None, "validate")
         scheduler.step()
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 4), "train_acc": round(train_acc, 4),
                         "val_loss": round(val_loss, 4), "val_acc": round(val_acc, 4)})
@@ -210,15 +227,14 @@ def _train_val_sets(data_dir: Path, cfg: config.TrainConfig, train_tf, eval_tf, 
 
 @register_trainer("scratch")
 def train_scratch(data_dir: Path, out: Path, epochs: int, store: TrunkSource | None = None,
-                  cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
-                  log: Log = tqdm.write, only: Sequence[str] | None = None,
-                  cache_dir: Path | None = None) -> FitResult:
+                  cfg: config.TrainConfig = config.TrainConfig(), log: Log = tqdm.write,
+                  only: Sequence[str] | None = None) -> FitResult:
     """Train the scratch CNN with augmentation (on the classes `only` names, if given); keep the best-by-validation
-    checkpoint. With `cfg.decode_once` each photo is decoded once into the cache in `cache_dir` (by default next to
-    `out`); without, it is decoded in every epoch to the same pixels."""
+    checkpoint. With `cfg.decode_once` each photo is decoded once into the cache in `cfg.cache_dir` (by default next
+    to `out`); without, it is decoded in every epoch to the same pixels."""
     torch.manual_seed(cfg.seed)
     prep = Prep()
-    cache = DecodeCache(cache_dir or cache_dir_for(Path(out).parent), prep) if cfg.decode_once else None
+    cache = DecodeCache(cfg.cache_dir or cache_dir_for(Path(out).parent), prep) if cfg.decode_once else None
     augment = scratch_augment()
     train_tf, eval_tf = augment.photo, scratch_transform()
     if cache is None:  # the same pixels the cache would hold, decoded again every time
@@ -229,10 +245,9 @@ def train_scratch(data_dir: Path, out: Path, epochs: int, store: TrunkSource | N
     model = ScratchNet(len(classes), arch)
     workers = cfg.augment_workers if cache is not None else cfg.decode_workers
     val_loader = prepared(val_set, cfg.eval_batch_size, workers)
-    return fit(model, lambda epoch: make_loader(train_set, cfg.batch_size, shuffle=True,
-                                                workers=workers, seed=cfg.seed + epoch),
-               val_loader, epochs, out, {"classes": classes, "arch": arch_dict(arch)}, "scratch", cfg,
-               fresh, log, augment.batch)
+    batches = Batches(lambda epoch: make_loader(train_set, cfg.batch_size, shuffle=True, workers=workers,
+                                                seed=cfg.seed + epoch), val_loader, augment.batch)
+    return fit(model, batches, epochs, Target(out, "scratch", {"classes": classes, "arch": arch_dict(arch)}), cfg, log)
 
 
 def trunk_features(trunk: Trunk, dataset, batch_size: int, workers: int, flip: bool = False,
@@ -302,7 +317,7 @@ def transfer_features(data_dir: Path, cache_dir: Path, store: TrunkSource,
 
 
 def fit_head(feats: TrunkFeatures, out: Path, epochs: int, cfg: config.TrainConfig = config.TrainConfig(),
-             fresh: bool = False, log: Log = tqdm.write) -> FitResult:
+             log: Log = tqdm.write) -> FitResult:
     """Train a new transfer head on cached trunk features; keep the best-by-validation checkpoint."""
     arch = config.HeadConfig()
     torch.manual_seed(cfg.seed)  # the head's initial weights must not depend on whether the trunk was just built
@@ -310,21 +325,20 @@ def fit_head(feats: TrunkFeatures, out: Path, epochs: int, cfg: config.TrainConf
     train_ds, val_ds = TensorDataset(feats.xtr, feats.ytr), TensorDataset(feats.xva, feats.yva)
     val_loader = DataLoader(val_ds, batch_size=256)
     t = feats.trunk
-    return fit(head, lambda epoch: DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                                              generator=torch.Generator().manual_seed(cfg.seed + epoch)),
-               val_loader, epochs, Path(out),
-               {"classes": feats.classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint},
-               "transfer", cfg, fresh, log)
+    batches = Batches(lambda epoch: DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                                               generator=torch.Generator().manual_seed(cfg.seed + epoch)), val_loader)
+    recorded = {"classes": feats.classes, "arch": arch_dict(arch), "trunk": t.name, "trunk_fingerprint": t.fingerprint}
+    return fit(head, batches, epochs, Target(Path(out), "transfer", recorded), cfg, log)
 
 
 @register_trainer("transfer")
 def train_transfer(data_dir: Path, out: Path, epochs: int, store: TrunkSource,
-                   cfg: config.TrainConfig = config.TrainConfig(), fresh: bool = False,
-                   trunk: str | None = None, log: Log = tqdm.write) -> FitResult:
+                   cfg: config.TrainConfig = config.TrainConfig(), trunk: str | None = None,
+                   log: Log = tqdm.write) -> FitResult:
     """Train a new head on the frozen trunk, computing the trunk's features once and caching them."""
     torch.manual_seed(cfg.seed)
     feats = transfer_features(data_dir, Path(out).parent / "cache", store, cfg, trunk, log)
-    return fit_head(feats, out, epochs, cfg, fresh, log)
+    return fit_head(feats, out, epochs, cfg, log)
 
 
 def train_encoder(name: str, *args, **kwargs) -> FitResult:

@@ -3,6 +3,7 @@ Every step is skipped when its output is already current; a step that fails is r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -17,6 +18,7 @@ from search.errors import LandmarkError
 from search.evaluation.closed_set import evaluate_all, save_evaluation
 from search.evaluation.open_set import evaluate_open_set, save_open_set
 from search.index import EVAL, GalleryIndex, examples_dir, index_path, is_current, list_examples, load_index
+from search.indexing.encode_stage import Vectors
 from search.indexing.runner import build_indexes
 from search.models.encoders import REGISTRY, Encoder, EncoderStore, group_by_input
 from search.models.training import train_encoder
@@ -72,20 +74,35 @@ class StepLog:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Path | None = None,
-            from_dir: Path | None = None, weights: Path | None = None, trunk: str | None = None,
-            epochs: dict[str, int] | None = None, train_cfg: config.TrainConfig = config.TrainConfig(),
-            log: Log = print, url: str = config.DATASET_URL) -> tuple[list[StepLog], list[str]]:
+@dataclass(frozen=True)
+class DemoSetup:
+    """What a preparation works with (prepare_demo.py's options): where the photos come from and go, where the
+    checkpoints and indexes go, the trunk and its weights, and how long each trained encoder trains."""
+
+    data_dir: Path = config.DEFAULT_DATA_DIR
+    index_root: Path = config.INDEX_DIR
+    checkpoint_dir: Path = config.CHECKPOINT_DIR
+    from_zip: Path | None = None          # a local copy of the dataset's zip
+    from_dir: Path | None = None          # a local folder with train/ and test/
+    url: str = config.DATASET_URL         # else, downloaded from here
+    weights: Path | None = None           # a local VGG16 state dict
+    trunk: str | None = None              # None: VGG16, with the offline fallback
+    epochs: dict[str, int] = field(default_factory=dict)  # per trained encoder (default: its role's)
+    train_cfg: config.TrainConfig = field(default_factory=config.TrainConfig)
+
+
+def prepare(setup: DemoSetup, log: Log = print) -> tuple[list[StepLog], list[str]]:
     """Run every preparation step that is not already current; return per-encoder results and general notes.
 
     Without data nothing else can run, so a data failure is raised (the CLI prints it as one error line).
     """
     notes: list[str] = []
-    epochs = epochs or {}
-    counts = get_data(data_dir, url=url, zip_path=from_zip, src_dir=from_dir)
+    data_dir, index_root, checkpoint_dir = setup.data_dir, setup.index_root, setup.checkpoint_dir
+    train_cfg, trunk = setup.train_cfg, setup.trunk
+    counts = get_data(data_dir, url=setup.url, zip_path=setup.from_zip, src_dir=setup.from_dir)
     log(f"data: {data_dir} ({counts['train']} train, {counts['test']} test, {counts['classes']} classes)"
         + (" already there" if counts.get("already_present") else ""))
-    store = EncoderStore(checkpoint_dir, weights)
+    store = EncoderStore(checkpoint_dir, setup.weights)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TrunkFallbackWarning)
@@ -98,8 +115,8 @@ def prepare(data_dir: Path, index_root: Path, checkpoint_dir: Path, from_zip: Pa
         notes.append(f"trunk: {exc}")
         trunk = None
     results = {name: StepLog(name) for name in REGISTRY}
-    encoders = train_missing(store, data_dir, trunk, epochs, train_cfg, results, log)
-    indexes = current_indexes(encoders, data_dir, index_root, results, notes, log, checkpoint_dir)
+    encoders = train_missing(store, data_dir, trunk, setup.epochs, train_cfg, results, log)
+    indexes = current_indexes(encoders, setup, results, notes, log)
     ready = evaluate_missing(encoders, indexes, data_dir, results, log)
     notes += open_set_step(ready, data_dir, store, trunk, log, train_cfg=train_cfg)
     notes += study_step(index_root, log)
@@ -153,34 +170,21 @@ def train_missing(store: EncoderStore, data_dir: Path, trunk: str | None, epochs
     return {n: e for n, e in loaded.items() if e is not None}
 
 
-def current_indexes(encoders: dict[str, Encoder], data_dir: Path, index_root: Path, results: dict[str, StepLog],
-                    notes: list[str], log: Log, checkpoint_dir: Path = config.CHECKPOINT_DIR
-                    ) -> dict[str, GalleryIndex]:
+def current_indexes(encoders: dict[str, Encoder], setup: DemoSetup, results: dict[str, StepLog], notes: list[str],
+                    log: Log) -> dict[str, GalleryIndex]:
     """Each encoder's index of the train split: loaded when current, the stale ones built together (each photo
     read once per input, a trunk shared by pretrained and transfer run once)."""
     indexes, stale = {}, []
     for name, encoder in encoders.items():
-        if is_current(index_root, encoder, data_dir, "train"):
-            indexes[name] = _step(results[name], log, lambda e=encoder: load_index(index_path(index_root, e.name), e))
+        if is_current(setup.index_root, encoder, setup.data_dir, "train"):
+            indexes[name] = _step(results[name], log,
+                                  lambda e=encoder: load_index(index_path(setup.index_root, e.name), e))
             log(f"{name}: index is current")
         else:
             stale.append(encoder)
     if stale:
-        for e in stale:
-            log(f"{e.name}: building index of {data_dir}" + (" (together with the others: one read per input)"
-                                                               if len(stale) > 1 else ""))
         started = time.time()
-        try:
-            built = {}
-            groups = group_by_input(stale)  # per trunk: the features its head's training kept are read, not computed
-            for group in sorted(groups, key=lambda g: g[0].trunk is not None):
-                kept = feature_cache_for(checkpoint_dir, group[0].trunk) if group[0].trunk is not None else None
-                built.update(build_indexes(group, data_dir, "train", index_root, features=kept))
-        except LandmarkError as exc:
-            for e in stale:
-                results[e.name].notes.append(f"failed: {exc}")
-            built = {}
-        for name, index in built.items():
+        for name, index in _build_stale(stale, setup, results, log).items():
             indexes[name] = index
             results[name].notes.append("index built")
         notes.append(f"indexes of {', '.join(e.name for e in stale)} built together: {time.time() - started:.0f} s")
@@ -188,6 +192,26 @@ def current_indexes(encoders: dict[str, Encoder], data_dir: Path, index_root: Pa
         if index is not None:
             results[name].gallery = index.manifest["count"]
     return {n: ix for n, ix in indexes.items() if ix is not None}
+
+
+def _build_stale(stale: list[Encoder], setup: DemoSetup, results: dict[str, StepLog],
+                 log: Log) -> dict[str, GalleryIndex]:
+    """The stale encoders' indexes built together (a failure is noted for each of them, and none is built)."""
+    for e in stale:
+        log(f"{e.name}: building index of {setup.data_dir}" + (" (together with the others: one read per input)"
+                                                                 if len(stale) > 1 else ""))
+    built = {}
+    try:
+        groups = group_by_input(stale)  # per trunk: the features its head's training kept are read, not computed
+        for group in sorted(groups, key=lambda g: g[0].trunk is not None):
+            kept = feature_cache_for(setup.checkpoint_dir, group[0].trunk) if group[0].trunk is not None else None
+            built.update(build_indexes(group, setup.data_dir, "train", setup.index_root,
+                                       vectors=Vectors(features=kept)))
+    except LandmarkError as exc:
+        for e in stale:
+            results[e.name].notes.append(f"failed: {exc}")
+        return {}
+    return built
 
 
 def evaluate_missing(encoders: dict[str, Encoder], indexes: dict[str, GalleryIndex], data_dir: Path,
@@ -217,8 +241,7 @@ def open_set_step(ready: dict[str, tuple[Encoder, GalleryIndex]], data_dir: Path
         return []
     started = time.time()
     try:
-        results = evaluate_open_set({n: e for n, (e, _) in ready.items()}, {n: ix for n, (_, ix) in ready.items()},
-                                    data_dir, store, cfg, train_cfg, log=log, trunk_name=trunk)
+        results = evaluate_open_set(ready, data_dir, store, dataclasses.replace(cfg, trunk=trunk), train_cfg, log=log)
     except LandmarkError as exc:
         return [f"open-set evaluation failed: {exc}"]
     for name, result in results.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from search import config
 from search.errors import LandmarkError
+from search.indexing.encode_stage import Vectors
 from search.indexing.runner import build_indexes
 from search.models.encoders import Encoder
 from search.private.uploads import unpack
@@ -97,9 +98,9 @@ class PrivateGalleries:
             if not encoders:
                 raise LandmarkError("No encoder can be loaded on this machine, so no gallery can be built.")
             # the models run through the GPU calls, a batch at a time: the progress moves between calls
-            build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index", workers=0,
-                          batch_size=gpu_calls.BUILD_BATCH, progress=report,
-                          embed=gpu_calls.batch_embedder(list(encoders.values())))
+            build_indexes(list(encoders.values()), unpacked.root, "all", folder / "index",
+                          config.BuildConfig(workers=0, batch_size=gpu_calls.BUILD_BATCH), progress=report,
+                          vectors=Vectors(embed=gpu_calls.batch_embedder(list(encoders.values()))))
             # The index needs only its thumbnails: the originals go now (less disk, less of the visitor's data kept).
             shutil.rmtree(unpacked.root, ignore_errors=True)
             engine = SearchEngine(folder / "index", names=tuple(encoders), encoders=encoders)

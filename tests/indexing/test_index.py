@@ -15,6 +15,7 @@ from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
+from tests.conftest import IN_PROCESS
 
 
 def _copy(built, tmp_path):
@@ -105,7 +106,7 @@ def test_interrupted_build_leaves_old_index_intact(built, tmp_path, trained, dat
 
     monkeypatch.setattr(writer_mod, "write_json", killed)  # dies after the arrays, before the manifest
     with pytest.raises(KeyboardInterrupt):
-        build_index(enc, dataset, "train", idx_root, workers=0)
+        build_index(enc, dataset, "train", idx_root, IN_PROCESS)
     assert (idx_root / "pretrained" / "embeddings.npy").read_bytes() == before
     assert load_index(idx_root / "pretrained", enc).manifest["split"] == "all"
     assert not list(idx_root.glob(".pretrained.new-*"))
@@ -114,7 +115,7 @@ def test_interrupted_build_leaves_old_index_intact(built, tmp_path, trained, dat
 def test_rebuild_replaces_index_and_recovers_half_swapped_state(built, tmp_path, trained, dataset):
     idx_root = _copy(built, tmp_path)
     enc = EncoderStore(trained).load("scratch")
-    new = build_index(enc, dataset, "train", idx_root, workers=0)
+    new = build_index(enc, dataset, "train", idx_root, IN_PROCESS)
     assert new.manifest["split"] == "train" and all(it["split"] == "train" for it in new.items)
     # A swap killed between its two renames leaves only .scratch.old: loading puts it back.
     (idx_root / "scratch").rename(idx_root / ".scratch.old")
@@ -156,7 +157,7 @@ def test_stale_temp_files_are_cleaned_by_the_next_build(tmp_path, trained, datas
     fresh.write_bytes(b"half")
     old = time.time() - 3600
     os.utime(stale, (old, old))
-    build_index(EncoderStore(trained).load("scratch"), dataset, "test", tmp_path / "idx", workers=0)
+    build_index(EncoderStore(trained).load("scratch"), dataset, "test", tmp_path / "idx", IN_PROCESS)
     assert not stale.exists() and fresh.exists()  # a fresh one may belong to a build still running
 
 
@@ -188,11 +189,11 @@ def test_building_several_indexes_runs_a_shared_trunk_once_and_matches_separate_
     seen = []
     hook = trunk.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
     try:
-        together = build_indexes(encs, dataset, "train", tmp_path / "together", workers=0)
+        together = build_indexes(encs, dataset, "train", tmp_path / "together", IN_PROCESS)
     finally:
         hook.remove()
     assert sum(seen) == 24  # the 24 train photos went through the trunk once, not twice
     for enc in encs:
-        alone = build_index(enc, dataset, "train", tmp_path / "alone", workers=0)
+        alone = build_index(enc, dataset, "train", tmp_path / "alone", IN_PROCESS)
         np.testing.assert_allclose(together[enc.name].embeddings, alone.embeddings, atol=1e-5)
         assert [i["path"] for i in together[enc.name].items] == [i["path"] for i in alone.items]

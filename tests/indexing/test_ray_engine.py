@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search.config import BuildConfig
 from search.index import load_index
 from search.indexing.runner import build_index
 from search.models.encoders import EncoderStore
 from search.models.trunks import OFFLINE_TRUNK
 from search.serving.engine import SearchEngine
-from tests.conftest import ROOT, run_cli, synthetic_image
+from tests.conftest import IN_PROCESS, ROOT, run_cli, synthetic_image
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -40,8 +41,8 @@ def ray_cluster():
 @pytest.mark.parametrize("name", ["scratch", "transfer"])
 def test_ray_and_local_engines_build_the_same_index(ray_cluster, trained, dataset, tmp_path, name):
     enc = EncoderStore(trained).load(name, trunk=None if name == "scratch" else OFFLINE_TRUNK)
-    local = build_index(enc, dataset, "all", tmp_path / "local", workers=0)
-    on_ray = build_index(enc, dataset, "all", tmp_path / "ray", engine="ray", workers=2)
+    local = build_index(enc, dataset, "all", tmp_path / "local", IN_PROCESS)
+    on_ray = build_index(enc, dataset, "all", tmp_path / "ray", BuildConfig(engine="ray", workers=2))
     assert on_ray.items == local.items  # same photos, same order, same thumbnails
     np.testing.assert_allclose(on_ray.embeddings, local.embeddings, atol=1e-5)  # batches differ, so not bit-equal
     drop = lambda m: {k: v for k, v in m.items() if k not in TIMINGS}  # noqa: E731
@@ -67,9 +68,9 @@ def test_a_worker_that_dies_mid_build_is_retried(ray_cluster, trained, dataset, 
 
     monkeypatch.setattr(ray_engine, "EncodeBatch", DiesOnce)
     enc = EncoderStore(trained).load("pretrained", trunk=OFFLINE_TRUNK)
-    on_ray = build_index(enc, dataset, "all", tmp_path / "ray", engine="ray", workers=1)
+    on_ray = build_index(enc, dataset, "all", tmp_path / "ray", BuildConfig(engine="ray", workers=1))
     assert os.path.isfile(marker)  # a worker did die (os._exit in its first batch)
-    local = build_index(enc, dataset, "all", tmp_path / "local", workers=0)
+    local = build_index(enc, dataset, "all", tmp_path / "local", IN_PROCESS)
     assert on_ray.items == local.items and on_ray.manifest["count"] == 33
     np.testing.assert_allclose(on_ray.embeddings, local.embeddings, atol=1e-5)
 

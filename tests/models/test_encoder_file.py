@@ -8,7 +8,7 @@ import pytest
 from search.models import encoders as registry
 from search.models.encoder_file import EncoderFileError, read_encoder_file
 from search.models.encoders import REGISTRY, use_encoders
-from tests.conftest import run_cli
+from tests.conftest import IN_PROCESS, run_cli
 
 
 def test_the_default_file_is_the_seed_three_with_their_names_files_and_texts():
@@ -91,7 +91,7 @@ def test_an_encoder_without_an_index_loads_on_the_default_trunk_not_another_enco
     path = tmp_path / "mine.toml"
     path.write_text('[lite2]\nrole = "frozen"\ntrunk = "efficientnet_lite2"\n\n[pretrained]\nrole = "frozen"\n')
     use_encoders(path)
-    build_index(EncoderStore(trained).load("lite2"), dataset, "train", tmp_path / "idx", workers=0)
+    build_index(EncoderStore(trained).load("lite2"), dataset, "train", tmp_path / "idx", IN_PROCESS)
     engine = SearchEngine(tmp_path / "idx", trained)
     assert list(engine.backends) == ["lite2"]
     site = Site(engine, tmp_path / "work")

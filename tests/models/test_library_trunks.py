@@ -14,7 +14,7 @@ from search.models.encoders import EncoderStore
 from search.models.trunks import load_trunk
 from search.serving.engine import SearchEngine
 from search.serving.explain import similarity_maps
-from tests.conftest import FAST_TRAIN, synthetic_image
+from tests.conftest import FAST_TRAIN, IN_PROCESS, synthetic_image
 
 RESNET = "torchvision:resnet18"
 VIT = "timm:vit_tiny_patch16_224"
@@ -63,7 +63,7 @@ def test_a_library_trunk_serves_as_pretrained_and_transfer_with_its_own_preproce
     assert transfer.trunk is pretrained.trunk  # one forward pass for both
     root = tmp_path / "idx"
     for enc in (pretrained, transfer):
-        index = build_index(enc, dataset, "train", root, workers=0)
+        index = build_index(enc, dataset, "train", root, IN_PROCESS)
         assert index.manifest["trunk"] == trunk_name and load_index(root / enc.name, enc).embeddings.shape[1] == enc.dim
     engine = SearchEngine(root, tmp_path / "ckpt", request.getfixturevalue(weights),
                           names=("pretrained", "transfer"))
@@ -79,7 +79,7 @@ def test_an_index_built_by_one_trunk_refuses_another(dataset, tmp_path, resnet_w
 
     root = tmp_path / "idx"
     build_index(EncoderStore(tmp_path, resnet_weights).load("pretrained", trunk=RESNET), dataset, "train", root,
-                workers=0)
+                IN_PROCESS)
     other = tmp_path / "other.pt"
     torch.manual_seed(1)
     torch.save(models.resnet18(weights=None).state_dict(), other)

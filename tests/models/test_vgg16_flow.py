@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from search.evaluation.closed_set import evaluate_all, save_evaluation
+from search.indexing.encode_stage import Vectors
 from search.indexing.runner import build_indexes
 from search.models.encoders import EncoderStore
 from search.models.training import train_transfer
 from search.photos.feature_cache import feature_cache_for
 from search.serving.engine import SearchEngine
-from tests.conftest import CLASSES, FAST_TRAIN, free_port, make_dataset, synthetic_image
+from tests.conftest import CLASSES, FAST_TRAIN, IN_PROCESS, free_port, make_dataset, synthetic_image
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +38,8 @@ def vgg_app(tmp_path_factory, vgg_weights, trained):  # the weights first: anoth
     root = tmp_path_factory.mktemp("vgg-indexes")
     encoders = {name: store.load(name, trunk=None if name == "scratch" else "vgg16")
                 for name in ("scratch", "pretrained", "transfer")}
-    indexes = build_indexes(list(encoders.values()), dataset, "train", root, workers=0,
-                            features=feature_cache_for(ckpt, store.trunk("vgg16")))
+    indexes = build_indexes(list(encoders.values()), dataset, "train", root, IN_PROCESS,
+                            vectors=Vectors(features=feature_cache_for(ckpt, store.trunk("vgg16"))))
     reports = {}
     for name, result in evaluate_all({n: (e, indexes[n]) for n, e in encoders.items()}, dataset, workers=0).items():
         save_evaluation(result, indexes[name])

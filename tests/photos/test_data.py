@@ -15,7 +15,7 @@ from search.models.encoders import EncoderStore
 from search.photos.download import from_zip, verify_layout
 from search.photos.folders import UndecodableImageWarning, display_name
 from search.photos.images import open_image
-from tests.conftest import ROOT, make_dataset, run_cli
+from tests.conftest import IN_PROCESS, ROOT, make_dataset, run_cli
 
 
 def test_display_name():
@@ -70,7 +70,7 @@ def test_undecodable_image_is_skipped_with_warning(tmp_path, trained):
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     enc = EncoderStore(trained).load("scratch")
     with pytest.warns(UndecodableImageWarning, match="broken.jpg"):
-        idx = build_index(enc, root, "train", tmp_path / "idx", workers=0)
+        idx = build_index(enc, root, "train", tmp_path / "idx", IN_PROCESS)
     assert idx.manifest["skipped"] == 1 and idx.manifest["count"] == 9
     assert all("broken" not in it["path"] for it in idx.items)
 

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from search.models.training import fit, train_scratch
+from search.indexing.encode_stage import Vectors
+from search.models.training import Batches, Target, fit, train_scratch
 from search.photos import decode_cache as decoded
 from search.photos.decode_cache import DecodeCache, Prep, entries, small_photo
 from search.photos.images import open_image
 from search.storage import tensor_sha256
-from tests.conftest import FAST_TRAIN, ROOT, synthetic_image
+from tests.conftest import FAST_TRAIN, IN_PROCESS, ROOT, synthetic_image
 
 
 @pytest.fixture()
@@ -181,10 +182,10 @@ def _plateau_fit(out, epochs: int, patience: int, log=lambda s: None, lr: float 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     cfg = dataclasses.replace(FAST_TRAIN, lr=lr, patience=patience)
-    return fit(model, lambda e: DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+    batches = Batches(lambda e: DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
                                            generator=torch.Generator().manual_seed(e)),
-               DataLoader(TensorDataset(x, y), batch_size=64), epochs, out, {"classes": ["a", "b", "c"]}, "toy", cfg,
-               log=log)
+                      DataLoader(TensorDataset(x, y), batch_size=64))
+    return fit(model, batches, epochs, Target(out, "toy", {"classes": ["a", "b", "c"]}), cfg, log=log)
 
 
 def test_early_stopping_stops_patience_epochs_after_the_plateau_and_a_stopped_run_stays_stopped(tmp_path):
@@ -228,12 +229,12 @@ def test_index_builds_read_the_trunk_features_the_transfer_head_was_trained_on(d
     trunk = encs[1].trunk
     transfer_features(dataset, tmp_path / "ckpt" / "cache", store, FAST_TRAIN, OFFLINE_TRUNK, log=lambda s: None)
     kept = feature_cache_for(tmp_path / "ckpt", trunk)
-    plain = build_indexes(encs, dataset, "train", tmp_path / "plain", workers=0)
+    plain = build_indexes(encs, dataset, "train", tmp_path / "plain", IN_PROCESS)
     calls = []
     real = type(trunk).forward
     type(trunk).forward = lambda self, x: (calls.append(len(x)), real(self, x))[1]
     try:
-        reused = build_indexes(encs, dataset, "train", tmp_path / "reused", workers=0, features=kept)
+        reused = build_indexes(encs, dataset, "train", tmp_path / "reused", IN_PROCESS, vectors=Vectors(features=kept))
     finally:
         type(trunk).forward = real
     assert calls == []  # no trunk pass: scratch's own pass wrote the thumbnails, the features were kept

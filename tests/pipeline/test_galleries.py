@@ -21,7 +21,7 @@ from search.models.trunks import OFFLINE_TRUNK
 from search.photos.folders import detect_layout
 from search.pipeline.prepare import gallery_index_dir, prepare_gallery
 from search.serving.engine import SearchEngine
-from tests.conftest import ROOT, free_port, run_cli, synthetic_image
+from tests.conftest import IN_PROCESS, ROOT, free_port, run_cli, synthetic_image
 
 
 @pytest.fixture()
@@ -49,7 +49,7 @@ def test_layouts_are_recognised(flat, dataset, tmp_path):
 
 def test_flat_folder_indexes_as_one_class_without_metrics(flat, trained, tmp_path):
     enc = EncoderStore(trained).load("pretrained", trunk=OFFLINE_TRUNK)
-    index = build_index(enc, flat, "train", tmp_path / "idx", workers=0)  # --split is ignored without splits
+    index = build_index(enc, flat, "train", tmp_path / "idx", IN_PROCESS)  # --split is ignored without splits
     assert index.manifest["count"] == 9 and index.manifest["split"] == "gallery"
     assert index.manifest["classes"] == ["trip"] and {it["class_id"] for it in index.items} == {0}
     assert sorted(it["path"] for it in index.items) == [f"IMG_{i:04d}.jpg" for i in range(9)]
@@ -65,7 +65,7 @@ def test_class_folders_without_splits_keep_their_classes(dataset, trained, tmp_p
     grouped = tmp_path / "grouped"
     shutil.copytree(dataset / "train", grouped)
     enc = EncoderStore(trained).load("scratch")
-    index = build_index(enc, grouped, "test", tmp_path / "idx", workers=0)
+    index = build_index(enc, grouped, "test", tmp_path / "idx", IN_PROCESS)
     assert index.manifest["count"] == 24 and index.manifest["split"] == "gallery"
     assert index.manifest["classes"] == ["Red Stripes", "Blue Circles", "Green Checks"]
     assert index.items[0]["path"].startswith("00.Red_Stripes/")

@@ -12,6 +12,7 @@ import pytest
 
 from search import config
 from search.study.compute import findings
+from tests.conftest import IN_PROCESS
 
 FOUR = """
 [scratch]
@@ -38,7 +39,7 @@ def four(tmp_path, built, trained, dataset, restore_registry):
     shutil.copytree(built, root)
     (tmp_path / "encoders.toml").write_text(FOUR)
     use_encoders(tmp_path / "encoders.toml")
-    build_index(EncoderStore(trained).load("lite2"), dataset, "all", root, workers=0)
+    build_index(EncoderStore(trained).load("lite2"), dataset, "all", root, IN_PROCESS)
     return SearchEngine(root, trained)
 
 
