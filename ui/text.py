@@ -145,9 +145,12 @@ def how_it_works(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
 **Search** is nearest-neighbour search by Euclidean distance on L2-normalised vectors (smaller *d* = more similar):
 exact for galleries of up to {config.EXACT_SEARCH_LIMIT:,} photos, approximate past that (FAISS
 {config.ANN_BACKEND}, its best {config.ANN_RERANK:,} candidates re-ranked exactly).
-**The map** is a t-SNE projection of each encoder's gallery vectors, computed once when the index is built; your photo
-is placed at the distance-weighted mean of its {config.MAP_NEIGHBOURS} nearest neighbours, and the top-k hits are
-ringed. Hover a point to see its photo; click it (or a result, then *Search with this photo*) to search from that photo
+**The map** is a t-SNE projection of each encoder's gallery vectors, computed once when the index is built. t-SNE
+leaves a map's rotation and mirror arbitrary, so when the app loads the indexes it turns, mirrors, scales and shifts
+every encoder's map onto their consensus (generalised Procrustes): a photo sits in about the same place under every
+encoder unless that encoder moved it. Nothing inside a map changes, so each stays exactly as faithful to its encoder;
+distances between far-apart clusters mean little on any t-SNE map. Your photo is placed at the distance-weighted mean
+of its {config.MAP_NEIGHBOURS} nearest neighbours, and the top-k hits are ringed. Hover a point to see its photo; click it (or a result, then *Search with this photo*) to search from that photo
 by its stored vector.
 
 **Match confidence** ("94% same landmark") answers "does this hit show my photo's landmark?", and often the honest

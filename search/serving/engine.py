@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from search.errors import BadIndexError, LandmarkError
 from search.index import GalleryIndex, index_path, load_index, read_manifest
 from search.models.encoders import REGISTRY, Encoder, EncoderStore, spec
 from search.photos.images import is_readable_jpeg, open_image
+from search.retrieval.alignment import align_maps
 from search.retrieval.confidence import hit_features
 from search.retrieval.rank import Searcher
 from search.serving import gpu_calls
@@ -77,6 +79,16 @@ class SearchEngine:
                 self.backends[name] = open_backend(self.store, self.index_root, name, (encoders or {}).get(name))
             except LandmarkError as exc:
                 self.unavailable[name] = str(exc)
+        self._align_maps()
+
+    def _align_maps(self) -> None:
+        """Every loaded map turned, mirrored, scaled and shifted into one shared frame, once, as the indexes load
+        (search/retrieval/alignment.py): a photo then sits in about the same place under every encoder unless that
+        encoder moved it, and a query lands in that frame too. Whoever built the indexes, and whenever."""
+        aligned = align_maps({n: b.index.coords for n, b in self.backends.items()},
+                             {n: [it["path"] for it in b.index.items] for n, b in self.backends.items()})
+        for name, b in self.backends.items():
+            b.index = dataclasses.replace(b.index, coords=aligned[name])
 
     def backend(self, name: str) -> Backend:
         """The backend of `name`, or a clear error saying why it cannot be used."""
