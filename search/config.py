@@ -237,6 +237,7 @@ MCP_SERVER = os.environ.get("LANDMARK_MCP", "1") != "0"   # MCP tools for AI ass
 ASSETS_ENV = "LANDMARK_ASSETS"  # OWNER/NAME[@REVISION]: the Hub model repo the app fetches its prepared demo from
 APP_WORK_DIR = Path(os.environ.get("LANDMARK_WORK_DIR", Path(tempfile.gettempdir()) / "landmark-lens"))
 HEATMAP_ALPHA = 0.5             # opacity of a similarity heatmap over its photo
+SELECTION_MAX_PHOTOS = 5_000   # photos one selection may name (describe_selection; a lasso over a larger map)
 COMPARE_TOP_K_DEFAULT = 6
 COMPARE_TOP_K_MAX = 24
 SESSIONS_DIRNAME = "sessions"   # under APP_WORK_DIR: one folder per private gallery

@@ -46,6 +46,10 @@ class GalleryIndex:
     def __post_init__(self) -> None:
         self._rows = {it["path"]: i for i, it in enumerate(self.items)}
 
+    def holds(self, path: str) -> bool:
+        """Whether the gallery photo at `path` (as in the metadata) is in this index."""
+        return path in self._rows
+
     def row_of(self, path: str) -> int:
         """The row of the gallery photo at `path` (as in the metadata), or a clear error."""
         if path not in self._rows:

@@ -14,7 +14,7 @@ from search.index import example_landmark
 from search.models.encoders import REGISTRY
 from search.photos.images import open_image
 from search.serving.engine import Hit
-from ui import api, text
+from ui import api, morph, selection, text
 from ui.components import PhotoInput, UrlFiles, on_photo_url, photo_url_box
 from ui.figures import METRIC_COLUMNS, agreement_summary, found_summary, map_value, shared_by_all
 from ui.mapview import MapView
@@ -57,6 +57,18 @@ def _compare(view: GalleryView, vectors: dict, k: int, known_class: str | None, 
         maps.append(small_map(view, name, state))
         notes.append(found_summary(hits[name], known_class) or view.verdict(hits[name], name))
     return (*galleries, *maps, *notes, agreement_summary(paths, k), state)
+
+
+def morph_of(view: GalleryView, a: str, b: str, colour: str, state: dict | None) -> dict:
+    """The morph from A to B, the compared photo's star travelling from its place under A to its place under B."""
+    stars = None
+    if state and a in state["hits"] and b in state["hits"]:
+        stars = {}
+        for key, name in (("a", a), ("b", b)):
+            star = view.maps[name].query_traces(state["hits"][name],
+                                                query_row=view.row_of(name, state["query_path"]))[1]
+            stars[key] = [star["x"][0], star["y"][0]]
+    return morph.morph_value(view, a, b, colour, stars)
 
 
 def default_compared(names) -> list[str]:
@@ -238,6 +250,14 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
                    **private).success(**files)
     ui.encoders.change(lambda names: [gr.Column(visible=n in names) for n in REGISTRY], ui.encoders, ui.columns,
                        **private).then(route(recompare), query, outputs, **private).success(**files)
+    selection.wire(ui.selection, ui.maps, shared)
+    morph.wire(ui.morph, shared, morph_of, [ui.state])
+    ui.state.change(route(morph_of), [ui.morph.a, ui.morph.b, ui.morph.colour, ui.state, *ctx], ui.morph.map,
+                    **private)
+    from_search = shared.published["search"]["selection"]  # Search's selection, opened here with its photos kept
+    from_search.compare.click(route(selection.panel_for), [from_search.paths, *ctx],
+                              ui.selection.outputs, **private).then(
+        lambda: gr.Tabs(selected="compare-tab"), None, shared.tabs, **private)
 
 
 def build(shared: Shared) -> Tab:
@@ -245,6 +265,9 @@ def build(shared: Shared) -> Tab:
     view = shared.site.landmarks
     with gr.Tab("Compare encoders", id="compare-tab"):
         ui = _layout(shared, view)
+        ui.selection = selection.panel("compare")
+        gr.Markdown("### The morph: from one encoder's map to another's\n" + text.MORPH_HELP)
+        ui.morph = morph.section("compare", view)
     ui.outputs = [*ui.galleries, *ui.maps, *ui.notes, ui.agreement, ui.state]
     _wire(ui, shared)
     return Tab(switch_outputs=[*ui.outputs, ui.downloads], on_switch=lambda v, _values: on_switch(v, ui),

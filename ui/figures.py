@@ -174,7 +174,7 @@ class GalleryMap:
         layout = {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "template": "plotly_white",
                   "margin": {"l": 10, "r": 10, "t": 56 if "<br>" in title else 40, "b": 10}, "hovermode": "closest",
                   "legend": {"itemsizing": "constant", "font": {"size": 10},
-                             "title": {"text": "class (click to toggle)"}},
+                             "title": {"text": "landmark (tap: select its photos)"}},
                   "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"}, "uirevision": "keep"}
         meta = {"thumb_base": thumb_url(index.thumbs) + "/", "thumbs": [it["thumb"] for it in index.items],
                 "paths": [it["path"] for it in index.items], "classes": [it["class_name"] for it in index.items]}

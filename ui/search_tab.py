@@ -11,7 +11,7 @@ from search import config
 from search.errors import LandmarkError, NoHeatmapError
 from search.photos.images import open_image
 from search.serving.engine import Hit
-from ui import api, text
+from ui import api, selection, text
 from ui.components import PhotoInput, UrlFiles, UrlImage, on_photo_url, photo_url_box
 from ui.figures import hit_details, hits_json, map_value
 from ui.mapview import MapView
@@ -236,6 +236,7 @@ def _results_column(ui: SimpleNamespace, view: GalleryView, default: str) -> Non
             ui.heat_h = UrlImage(label="This result", height=240, interactive=False, elem_id="heat-hit")
     gr.Markdown(text.MAP_HELP)
     ui.the_map = MapView(map_value(view.layer_urls.get(default)), elem_id="map")
+    ui.selection = selection.panel("search", to_compare=True)
 
 
 def _wire(ui: SimpleNamespace, shared: Shared) -> None:
@@ -266,6 +267,8 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
                    api_name=api.SIMILAR_TO).success(**show_query).success(**hide_detail).success(**files)
     ui.the_map.select(route(search_from_map), [ui.encoder, ui.top_k, *ctx], outputs, **private).success(
         **show_query).success(**hide_detail).success(**files)
+    selection.wire(ui.selection, [ui.the_map], shared)
+    selection.wire_api(ui.encoder, shared)
 
 
 def build(shared: Shared) -> Tab:
@@ -286,4 +289,5 @@ def build(shared: Shared) -> Tab:
                on_switch=lambda v, values: on_switch(v, ui, values),
                name="search", components={"image": ui.image, "encoder": ui.encoder, "top_k": ui.top_k,
                                           "query_path": ui.query_path, "outputs": ui.outputs,
-                                          "downloads": ui.downloads, "link": ui.link})
+                                          "downloads": ui.downloads, "link": ui.link,
+                                          "selection": ui.selection})

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ui import api, search_tab, text
+from ui import api, morph, search_tab, selection, text
 from ui.figures import map_value
 from ui.mapview import MapView
 from ui.study_figures import (
@@ -134,19 +134,23 @@ def render(view: GalleryView, ui: SimpleNamespace) -> dict:
         elif name == "pair":
             value = gr.update(choices=value[0], value=value[1])
         updates[getattr(ui, name)] = value
+    updates[ui.morph.map] = morph.morph_value(view, *morph.default_pair(view))
     return updates
 
 
 # -- layout and wiring ---------------------------------------------------------------------------------------------
 
 
-def _agreement_section(ui: SimpleNamespace, c: dict) -> None:
+def _agreement_section(ui: SimpleNamespace, c: dict, view: GalleryView) -> None:
     gr.Markdown("### 1. Do the encoders see the same neighbours?")
     ui.agreement = gr.Markdown(c.get("agreement"), elem_id="study-agreement")
     ui.histogram = gr.Plot(c.get("histogram"), label="Agreement per photo", elem_id="study-histogram")
     choices, first = c.get("pair", ([], None))
     ui.pair = gr.Dropdown(choices, value=first, label="Map", elem_id="study-pair")
     ui.map = MapView(c.get("map", map_value(None)), height=460, elem_id="study-map")
+    ui.selection = selection.panel("study")
+    gr.Markdown("#### The morph: the whole gallery from one encoder's map to another's\n" + text.MORPH_HELP)
+    ui.morph = morph.section("study", view)
     ui.ends = gr.State(c.get("ends", {"least": [], "most": []}))
     with gr.Row():
         ui.least = gr.Gallery(c.get("least"), label="Where they agree least — click one to search from it",
@@ -200,6 +204,8 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     ui.map.select(route(pick_on_map), [ui.pair, search["top_k"], *ctx], opened, **private).success(
         **show_query).success(**files)
     ui.metric.change(route(metric_bars), [ui.metric, *ctx], ui.bars, **private)
+    selection.wire(ui.selection, [ui.map], shared)
+    morph.wire(ui.morph, shared)
     ui.export.click(route(study), ctx, ui.as_json, api_name=api.STUDY)
 
 
@@ -209,10 +215,10 @@ def build(shared: Shared) -> Tab:
     with gr.Tab("Study", id="study-tab"):
         ui = SimpleNamespace(intro=gr.Markdown(c["intro"], elem_id="study-intro"))
         with gr.Column(visible=c["body"]) as ui.body:
-            _agreement_section(ui, c)
+            _agreement_section(ui, c, shared.site.landmarks)
             _other_sections(ui, c)
     _wire(ui, shared)
     names = ["intro", "body", "agreement", "histogram", "pair", "map", "least", "most", "ends", "classes", "bars",
              "confusions", "pairs", "faith", "separation", "findings", "dom_note", "neighbourhood", "both", "only_a",
              "only_b"]
-    return Tab(switch_outputs=[getattr(ui, n) for n in names], on_switch=lambda view, _values: render(view, ui))
+    return Tab(switch_outputs=[*(getattr(ui, n) for n in names), ui.morph.map], on_switch=lambda view, _values: render(view, ui))

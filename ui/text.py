@@ -184,6 +184,12 @@ is also an MCP server at `/gradio_api/mcp/`.
 API_LANDMARK = ", ".join(f"`{n}`" for n in api.LANDMARK_GALLERY)
 API_MINE = " and ".join(f"`{n}`" for n in api.YOUR_PHOTOS)
 
+MORPH_HELP = ("Every photo travels from its place on encoder A's map to its place on B's (the maps share one frame, so "
+              "what moves is what the two encoders see differently). Drag the slider, or play it there and back. "
+              "Colour by landmark, or by how much each photo's 10 nearest neighbours change between A and B "
+              "(the Study's Jaccard: dark = its neighbours change). Distances between far-apart clusters mean "
+              "little on a t-SNE map: read who stays together, not how far a cluster travels.")
+
 DOMINOES_HINT = ("*Click a photo above, or a point on the map, to see its neighbourhood: the photos both encoders "
                  "put among its 10 nearest, and those only one of them does.*")
 

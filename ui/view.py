@@ -17,6 +17,7 @@ from search.serving.engine import Hit, SearchEngine
 from search.serving.results_export import result_rows, rows_csv, rows_json
 from search.storage import atomic_path
 from search.study import store as study_store
+from search.study.compute import knn
 from ui.figures import (
     UNCALIBRATED_PRIVATE,
     GalleryMap,
@@ -70,6 +71,7 @@ class GalleryView:
         self.maps = {n: GalleryMap(b.index, title.format(n=n, c=len(b.index.items)) + self.faithfulness(n),
                                    self.url_of) for n, b in engine.backends.items()}
         self._agreement_layers: dict[tuple[str, str], str] = {}
+        self._neighbours: dict[tuple[str, int], np.ndarray] = {}
         self.layer_urls = {n: self.url_of(m.write(self.work_dir / "maps")) for n, m in self.maps.items()}
         self.missing_thumb = self.work_dir / "maps" / "thumbnail-missing.jpg"
         if not self.missing_thumb.exists():
@@ -88,6 +90,12 @@ class GalleryView:
                 f"{m['knn_preserved']:.0%} of each photo's 10 nearest neighbours kept"
                 + ("" if m["trust_points"] == m["points"] else f" (trustworthiness on {m['trust_points']:,} photos)")
                 + "</span>")
+
+    def neighbours(self, encoder: str, k: int = config.STUDY.k) -> np.ndarray:
+        """(N, k) rows of each gallery photo's k nearest photos under `encoder`, computed once, then kept."""
+        if (encoder, k) not in self._neighbours:
+            self._neighbours[(encoder, k)] = knn(self.engine.backend(encoder).index.embeddings, k)
+        return self._neighbours[(encoder, k)]
 
     def agreement_layer(self, a: str, b: str) -> str | None:
         """The URL of encoder a's map coloured by each photo's k-NN agreement with encoder b (written once)."""

@@ -1,4 +1,5 @@
-"""Retrieval metrics over ranked class labels: precision@k and mAP@k."""
+"""Retrieval metrics over ranked class labels (precision@k, mAP@k), and how well an embedding keeps a selection of
+photos together."""
 
 from __future__ import annotations
 
@@ -65,3 +66,15 @@ def confusions(query_labels: np.ndarray, top1_labels: np.ndarray, n: int = 5) ->
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of the exact top-k found by the approximate top-k."""
     return float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)]))
+
+
+def kept_together(neighbours: np.ndarray, rows: np.ndarray) -> float:
+    """How well an embedding keeps a selection of photos together: the mean share of each selected row's nearest
+    neighbours (`neighbours`: (N, k) rows of every photo's k nearest) that are selected too. 1 when the selection is
+    a closed neighbourhood, about its size / N when it is scattered at random; 0 for an empty selection."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0 or neighbours.shape[1] == 0:
+        return 0.0
+    chosen = np.zeros(len(neighbours), dtype=bool)
+    chosen[rows] = True
+    return float(chosen[neighbours[rows]].mean())

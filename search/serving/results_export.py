@@ -19,12 +19,12 @@ def result_rows(hits_by_encoder: Mapping[str, Sequence[Hit]]) -> list[dict]:
             for name, hits in hits_by_encoder.items() for h in hits]
 
 
-def rows_csv(rows: Sequence[Mapping]) -> str:
-    """The rows as CSV text with a header (an unknown confidence is an empty cell)."""
+def rows_csv(rows: Sequence[Mapping], columns: Sequence[str] = COLUMNS) -> str:
+    """The rows as CSV text with a header (an unknown value is an empty cell)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: ("" if r[k] is None else r[k]) for k in COLUMNS} for r in rows)
+    writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in columns} for r in rows)
     return out.getvalue()
 
 

@@ -542,3 +542,95 @@ def test_compare_shows_the_encoders_ticked_and_compares_the_photo_again(server, 
     tick("scratch")
     wait.until(lambda d: "scratch ∩ transfer" in d.find_element(By.ID, "agreement").text)
     assert shown(browser) == ["scratch", "transfer"]
+
+
+def _selected(browser, name: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot").get_attribute("data-selected")
+
+
+def _box_select(browser, map_id: str) -> None:
+    """What a visitor does: the map's Box Select button, then a drag over the whole plot."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    plot = browser.find_element(By.CSS_SELECTOR, f"#{map_id} .ll-map-plot")
+    ActionChains(browser).move_to_element(plot).perform()  # the mode bar shows on hover
+    plot.find_element(By.CSS_SELECTOR, '.modebar-btn[data-val="select"]').click()
+    drag = plot.find_element(By.CSS_SELECTOR, ".nsewdrag")
+    w, h = drag.size["width"], drag.size["height"]
+    ActionChains(browser).move_to_element_with_offset(drag, -w // 2 + 3, -h // 2 + 3).click_and_hold().move_by_offset(
+        w // 2, h // 2).move_by_offset(w // 2 - 6, h // 2 - 6).release().perform()
+
+
+def test_a_box_selection_lights_up_the_same_photos_on_every_map_lists_them_and_downloads(server, browser, tmp_path):
+    import csv
+    import io
+
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(1, np.random.default_rng(17)).save(photo)
+    wait = _load_compare(browser, server, photo)
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot")
+                   .get_attribute("data-points") == "33")
+    _box_select(browser, "compare-map-scratch")
+    # the same photos, by path, on every map: the whole gallery, as the box covered the whole plot
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: _selected(d, name) == "33")
+    wait.until(lambda d: d.find_element(By.ID, "compare-selection").is_displayed())
+    summary = browser.find_element(By.ID, "compare-selection-summary").text
+    assert "33 photos selected" in summary
+    for landmark in ("Red Stripes", "Blue Circles", "Green Checks"):
+        assert re.search(landmark + r"\s+11", summary), summary
+    assert all(re.search(name + r"\s+100%", summary) for name in ("scratch", "pretrained", "transfer")), summary
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compare-selection-grid img")) == 33)
+    rows = list(csv.DictReader(io.StringIO(_downloads(browser, wait, "compare-selection-downloads")["csv"])))
+    assert len(rows) == 33 and {"path", "landmark", "x_scratch", "y_transfer"} <= set(rows[0])
+    # clearing restores every map
+    browser.find_element(By.ID, "compare-selection-clear").click()
+    for name in ("scratch", "pretrained", "transfer"):
+        wait.until(lambda d: _selected(d, name) == "0")
+    wait.until(lambda d: not [e for e in d.find_elements(By.ID, "compare-selection") if e.is_displayed()])
+
+
+def test_a_tap_on_a_landmark_in_the_legend_selects_its_photos_and_opens_them_in_compare(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(2, np.random.default_rng(19)).save(photo)
+    browser.get(server)
+    wait = _wait_ready(browser)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#query-image input[type=file]"))[0].send_keys(str(photo))
+    wait.until(_map_drawn)
+    legend = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "#map .legend .traces")
+                                   if "Green Checks" in t.text])
+    legend[0].find_element(By.CSS_SELECTOR, ".legendtoggle").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-selected") == "11")
+    wait.until(lambda d: "11 photos selected" in d.find_element(By.ID, "search-selection-summary").text)
+    assert "Green Checks" in browser.find_element(By.ID, "search-selection-summary").text
+    browser.find_element(By.ID, "search-selection-compare").click()
+    wait.until(lambda d: "11 photos selected" in d.find_element(By.ID, "compare-selection-summary").text)
+    assert browser.find_element(By.ID, "compare-selection").is_displayed()
+
+
+def test_the_morph_plays_from_one_encoders_map_to_anothers_and_back(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "photo.jpg"
+    synthetic_image(0, np.random.default_rng(23)).save(photo)
+    wait = _load_compare(browser, server, photo)
+    morph = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-plot"))
+    wait.until(lambda d: morph.get_attribute("data-points") == "33")
+    assert morph.get_attribute("data-pair") == "scratch|pretrained"
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compare-scratch img")) == 6)
+    # the compared photo's star travels with the gallery (the query layer comes last)
+    wait.until(lambda d: d.execute_script(
+        "const p = document.querySelector('#compare-morph .ll-morph-plot');"
+        "return p.data && p.data[p.data.length - 1].name === 'your photo';"))
+    browser.execute_script("arguments[0].scrollIntoView()", morph)
+    browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-play").click()
+    wait.until(lambda d: morph.get_attribute("data-reached") == "1")  # at B
+    wait.until(lambda d: morph.get_attribute("data-played") == "1" and morph.get_attribute("data-t") == "0.00")

@@ -2,6 +2,9 @@
 // `props.value` = {layer: URL of the encoder's gallery layer JSON, traces: query layer, layout: overrides}.
 // The gallery layer is fetched once per URL and kept; a search only brings its small query layer.
 // Clicking a gallery point triggers 'select' with {index: row, value: path}; hovering shows its thumbnail.
+// A selection (lasso or box, or a tap on a landmark in the legend) is the page's, not one map's: it goes out as a
+// window event that every map answers by lighting up the same photos (matched by path), and to Python as
+// 'option_select' with {paths} (the grid, the counts, each encoder's "together"). A double click clears it.
 const plotDiv = element.querySelector(".ll-map-plot");
 const preview = element.querySelector(".ll-map-preview");
 const previewImg = preview.querySelector("img");
@@ -32,6 +35,39 @@ function loadLayer(url) {
 let layer = null;
 let bound = false;
 let token = 0;
+let rowsOfPath = null;  // path -> row of this map's layer
+window.__llSelection = window.__llSelection || [];  // the page's selection: gallery paths
+
+function galleryTraces() {
+  // the gallery layer's traces (one per landmark, or one coloured by a value); the query layer comes after them
+  return layer ? layer.data.map((_, i) => i) : [];
+}
+
+function highlight(paths) {
+  if (!layer || !window.Plotly) return;
+  const traces = galleryTraces();
+  if (!paths || !paths.length) {
+    window.Plotly.restyle(plotDiv, { selectedpoints: [null] }, traces);
+    plotDiv.dataset.selected = "0";
+    return;
+  }
+  if (!rowsOfPath) rowsOfPath = new Map(layer.meta.paths.map((p, r) => [p, r]));
+  const chosen = new Set(paths.map((p) => rowsOfPath.get(p)).filter((r) => r !== undefined));
+  const points = traces.map((i) => layer.data[i].customdata.reduce((acc, row, j) => {
+    if (chosen.has(row)) acc.push(j);
+    return acc;
+  }, []));
+  window.Plotly.restyle(plotDiv, { selectedpoints: points }, traces);
+  plotDiv.dataset.selected = String(chosen.size);
+}
+
+function share(paths, from) {
+  window.__llSelection = paths;
+  window.dispatchEvent(new CustomEvent("ll-selection", { detail: { paths, from } }));
+  trigger("option_select", { paths });
+}
+
+window.addEventListener("ll-selection", (ev) => highlight(ev.detail.paths));
 
 function rowOf(pt) {
   const row = Array.isArray(pt.customdata) ? pt.customdata[0] : pt.customdata;
@@ -62,6 +98,24 @@ function bind(Plotly) {
     preview.classList.add("shown");
   });
   plotDiv.on("plotly_unhover", () => preview.classList.remove("shown"));
+  plotDiv.on("plotly_selected", (ev) => {
+    if (!ev || !ev.points) return;  // a click, not a lasso or a box
+    const rows = new Set();
+    for (const pt of ev.points) {
+      if (pt.curveNumber >= layer.data.length) continue;  // the query layer
+      const row = rowOf(pt);
+      if (row !== null) rows.add(row);
+    }
+    share([...rows].map((r) => layer.meta.paths[r]), element.id);
+  });
+  plotDiv.on("plotly_deselect", () => share([], element.id));
+  plotDiv.on("plotly_legendclick", (ev) => {
+    // a tap on a landmark selects its photos (a lasso is impractical on a phone); a double tap still isolates it
+    const trace = layer && layer.data[ev.curveNumber];
+    if (!trace || !trace.customdata) return true;
+    share(trace.customdata.map((r) => layer.meta.paths[r]), element.id);
+    return false;
+  });
 }
 
 async function render() {
@@ -76,6 +130,7 @@ async function render() {
   try {
     const [Plotly, l] = await Promise.all([window.__llPlotly, loadLayer(v.layer)]);
     if (mine !== token) return;
+    if (layer !== l) rowsOfPath = null;
     layer = l;
     const layout = Object.assign({}, l.layout, v.layout || {});
     if (v.layout && v.layout.title_text) layout.title = Object.assign({}, l.layout.title, { text: v.layout.title_text });
@@ -87,6 +142,7 @@ async function render() {
     plotDiv.dataset.points = String(l.meta.paths.length);
     plotDiv.dataset.query = JSON.stringify((v.traces || []).map((t) => t.name));
     bind(Plotly);
+    highlight(window.__llSelection);  // a map drawn anew shows the page's selection too
   } catch (err) {
     status.textContent = "The map could not be drawn: " + err.message;
   }

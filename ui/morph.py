@@ -1,0 +1,96 @@
+"""The morph from encoder A to encoder B: one map in which every gallery photo travels from its place under A to its
+place under B (the maps share one frame, so what moves is what the encoders see differently). Plotly.js in a Gradio
+HTML component, the positions interpolated in the browser (ui/static/morph.js): a slider, and a play button that
+goes there and back. On Compare the query's star travels too."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from search.models.encoders import REGISTRY
+from ui import api
+from ui.mapview import PLOTLY_JS, STATIC, file_url
+from ui.tab import Shared
+from ui.view import GalleryView
+
+TEMPLATE = """<div class="ll-morph-controls"><button class="ll-morph-play" type="button">▶ Play A → B → A</button>
+<input class="ll-morph-slider" type="range" min="0" max="100" value="0" aria-label="from A to B" />
+<span class="ll-morph-label"></span></div><div class="ll-morph-status"></div><div class="ll-morph-plot"></div>"""
+CSS = """.ll-morph-controls { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; margin: 4px 0; }
+.ll-morph-slider { flex: 1; min-width: 140px; }
+.ll-morph-play { padding: 4px 10px; border-radius: 6px; border: 1px solid #999; background: #fff; cursor: pointer; }
+.ll-morph-label { font-size: 13px; color: #444; }
+.ll-morph-status { color: #a33; font-size: 13px; }"""
+COLOURS = [("landmark", "landmark"), ("how much its 10 neighbours change (Jaccard)", "change")]
+
+
+class MorphView(gr.HTML):
+    """The morph's map (value: `morph_value`)."""
+
+    def __init__(self, value: dict | None = None, height: int = 460, **kwargs: Any):
+        super().__init__(value=value, html_template=TEMPLATE, css_template=CSS,
+                         js_on_load=(STATIC / "morph.js").read_text(), apply_default_css=False,
+                         plotly_url=file_url(PLOTLY_JS), height=height, **kwargs)
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+    def postprocess(self, value: Any) -> Any:
+        return value
+
+    def api_info(self) -> dict[str, Any]:
+        return {"type": "object", "description": "{a, b: gallery layer URLs, names, change, query}"}
+
+    def example_payload(self) -> Any:
+        return {"a": None, "b": None}
+
+    def example_value(self) -> Any:
+        return self.example_payload()
+
+
+def default_pair(view: GalleryView) -> tuple[str | None, str | None]:
+    """The two encoders a morph starts with: the first two available ones."""
+    names = list(view.engine.backends)
+    return (names[0], names[1]) if len(names) > 1 else (None, None)
+
+
+def morph_value(view: GalleryView, a: str | None, b: str | None, colour: str = "landmark",
+                query: dict | None = None) -> dict:
+    """What the morph component gets: A's and B's gallery layers, the layer coloured by neighbourhood change when
+    asked (it needs the study), and the query's place under A and B."""
+    if not a or not b or a == b:
+        return {"a": None, "message": "Choose two different encoders to morph between."}
+    missing = [n for n in (a, b) if n not in view.layer_urls]
+    if missing:
+        return {"a": None, "message": f"{', '.join(missing)} is unavailable: nothing to morph."}
+    change = view.agreement_layer(a, b) if colour == "change" else None
+    return {"a": view.layer_urls[a], "b": view.layer_urls[b], "names": [a, b], "change": change, "query": query}
+
+
+def section(prefix: str, view: GalleryView) -> SimpleNamespace:
+    """The morph's controls and map."""
+    a, b = default_pair(view)
+    choices = list(REGISTRY)
+    with gr.Row():
+        ui = SimpleNamespace(
+            a=gr.Dropdown(choices, value=a, label="From encoder A", elem_id=f"{prefix}-morph-a", scale=1),
+            b=gr.Dropdown(choices, value=b, label="to encoder B", elem_id=f"{prefix}-morph-b", scale=1),
+            colour=gr.Radio(COLOURS, value="landmark", label="Colour the photos by", elem_id=f"{prefix}-morph-colour",
+                            scale=2))
+    ui.map = MorphView(morph_value(view, a, b), elem_id=f"{prefix}-morph")
+    return ui
+
+
+def redraw(view: GalleryView, a: str, b: str, colour: str) -> dict:
+    """A new choice of encoders or colouring: the morph over the whole gallery."""
+    return morph_value(view, a, b, colour)
+
+
+def wire(ui: SimpleNamespace, shared: Shared, handler=redraw, extra_inputs: list | None = None) -> None:
+    """A new choice of A, B or colouring redraws the morph (`handler(view, a, b, colour, *extra_inputs)`)."""
+    inputs = [ui.a, ui.b, ui.colour, *(extra_inputs or []), *shared.states]
+    for control in (ui.a, ui.b, ui.colour):
+        control.change(shared.site.route(handler), inputs, ui.map, **api.UI_ONLY)
