@@ -5,13 +5,15 @@ goes there and back. On Compare the query's star travels too."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
 from search.models.encoders import REGISTRY
-from ui import api
+from search.study.compute import changed_groups
+from ui import api, selection
 from ui.mapview import PLOTLY_JS, STATIC, file_url
 from ui.tab import Shared
 from ui.view import GalleryView
@@ -94,3 +96,54 @@ def wire(ui: SimpleNamespace, shared: Shared, handler=redraw, extra_inputs: list
     inputs = [ui.a, ui.b, ui.colour, *(extra_inputs or []), *shared.states]
     for control in (ui.a, ui.b, ui.colour):
         control.change(shared.site.route(handler), inputs, ui.map, **api.UI_ONLY)
+
+
+SELECT_PATHS = ("(paths) => { const chosen = JSON.parse(paths || '[]'); window.__llSelection = chosen; "
+                "window.dispatchEvent(new CustomEvent('ll-selection', {detail: {paths: chosen}})); return []; }")
+
+
+def suggested(view: GalleryView, a: str | None, b: str | None) -> list[dict]:
+    """Up to five groups (a landmark's photos, or a sub-folder's) whose neighbourhoods change most from A to B."""
+    if not view.study or not a or not b or a == b or a not in view.engine.backends:
+        return []
+    group_of = {it["path"]: it["class_name"] for it in view.engine.backends[a].index.items}
+    return changed_groups(view.study, a, b, group_of)
+
+
+def _choices(view: GalleryView, a: str | None, b: str | None) -> list[tuple[str, int]]:
+    return [(f"{g['group']}: {len(g['paths'])} photos, {g['jaccard']:.0%} of their 10 neighbours shared", i)
+            for i, g in enumerate(suggested(view, a, b))]
+
+
+def suggestion_choices(view: GalleryView, a: str | None, b: str | None) -> gr.Radio:
+    """The suggestions as a radio's choices (hidden when there are none)."""
+    choices = _choices(view, a, b)
+    return gr.Radio(choices=choices, value=None, visible=bool(choices))
+
+
+def pick_suggestion(view: GalleryView, a: str, b: str, choice: int | None) -> tuple:
+    """One click on a suggestion: its photos selected (the panel, and their paths for the maps)."""
+    groups = suggested(view, a, b)
+    if choice is None or not isinstance(choice, int) or not 0 <= choice < len(groups):
+        return (*selection.NO_PANEL, "[]")
+    paths = groups[choice]["paths"]
+    return (*selection.panel_for(view, paths), json.dumps(paths))
+
+
+def suggestions(prefix: str, view: GalleryView, a: str | None, b: str | None) -> SimpleNamespace:
+    """The suggested selections under the morph, and where a pick's paths go for the maps."""
+    choices = _choices(view, a, b)
+    return SimpleNamespace(
+        pick=gr.Radio(choices, value=None, visible=bool(choices), elem_id=f"{prefix}-suggestions",
+                      label="Suggested selections: where the neighbourhoods change most from A to B (one click "
+                            "selects the photos)"),
+        paths=gr.Textbox(visible="hidden", elem_id=f"{prefix}-suggestion-paths"))
+
+
+def wire_suggestions(ui: SimpleNamespace, morph: SimpleNamespace, panel: SimpleNamespace, shared: Shared) -> None:
+    """New encoders, new suggestions; a pick selects its photos on every map and fills the selection panel."""
+    route, ctx = shared.site.route, shared.states
+    for control in (morph.a, morph.b):
+        control.change(route(suggestion_choices), [morph.a, morph.b, *ctx], ui.pick, **api.UI_ONLY)
+    ui.pick.select(route(pick_suggestion), [morph.a, morph.b, ui.pick, *ctx], [*panel.outputs, ui.paths],
+                   **api.UI_ONLY).then(None, ui.paths, None, js=SELECT_PATHS, **api.UI_ONLY)

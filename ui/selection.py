@@ -116,14 +116,14 @@ def selection_rows(view: GalleryView, summary: dict) -> list[dict]:
 
 def summary_markdown(summary: dict, count: int, private: bool) -> str:
     """The panel's words: how many photos, how many per landmark (or group), and each encoder's "together"."""
-    what = "group" if private else "landmark"
-    landmarks = "\n".join(f"| {name} | {n} |" for name, n in summary["landmarks"].items())
+    what = "Groups" if private else "Landmarks"
+    landmarks = " · ".join(f"{name} {n}" for name, n in summary["landmarks"].items())
     together = "\n".join(f"| {name} | {e['together']:.0%} |" for name, e in summary["encoders"].items())
     return (f"**{count} photo{'s' if count != 1 else ''} selected**, lit up on every encoder's map.\n\n"
-            f"| {what} | photos |\n|---|---:|\n{landmarks}\n\n"
             f"| encoder | kept together |\n|---|---:|\n{together}\n\n"
             f"*Kept together*: the share of each selected photo's {config.STUDY.k} nearest neighbours under that "
-            "encoder that are selected too (1 = the encoder sees the group as one neighbourhood).")
+            "encoder that are selected too (100% = the encoder sees the group as one neighbourhood).\n\n"
+            f"**{what}** (photos): {landmarks}")
 
 
 def show_selection(view: GalleryView, evt: gr.EventData) -> tuple:

@@ -135,6 +135,7 @@ def render(view: GalleryView, ui: SimpleNamespace) -> dict:
             value = gr.update(choices=value[0], value=value[1])
         updates[getattr(ui, name)] = value
     updates[ui.morph.map] = morph.morph_value(view, *morph.default_pair(view))
+    updates[ui.suggestions.pick] = morph.suggestion_choices(view, *morph.default_pair(view))
     return updates
 
 
@@ -151,6 +152,7 @@ def _agreement_section(ui: SimpleNamespace, c: dict, view: GalleryView) -> None:
     ui.selection = selection.panel("study")
     gr.Markdown("#### The morph: the whole gallery from one encoder's map to another's\n" + text.MORPH_HELP)
     ui.morph = morph.section("study", view)
+    ui.suggestions = morph.suggestions("study", view, *morph.default_pair(view))
     ui.ends = gr.State(c.get("ends", {"least": [], "most": []}))
     with gr.Row():
         ui.least = gr.Gallery(c.get("least"), label="Where they agree least — click one to search from it",
@@ -206,6 +208,7 @@ def _wire(ui: SimpleNamespace, shared: Shared) -> None:
     ui.metric.change(route(metric_bars), [ui.metric, *ctx], ui.bars, **private)
     selection.wire(ui.selection, [ui.map], shared)
     morph.wire(ui.morph, shared)
+    morph.wire_suggestions(ui.suggestions, ui.morph, ui.selection, shared)
     ui.export.click(route(study), ctx, ui.as_json, api_name=api.STUDY)
 
 
@@ -221,4 +224,4 @@ def build(shared: Shared) -> Tab:
     names = ["intro", "body", "agreement", "histogram", "pair", "map", "least", "most", "ends", "classes", "bars",
              "confusions", "pairs", "faith", "separation", "findings", "dom_note", "neighbourhood", "both", "only_a",
              "only_b"]
-    return Tab(switch_outputs=[*(getattr(ui, n) for n in names), ui.morph.map], on_switch=lambda view, _values: render(view, ui))
+    return Tab(switch_outputs=[*(getattr(ui, n) for n in names), ui.morph.map, ui.suggestions.pick], on_switch=lambda view, _values: render(view, ui))

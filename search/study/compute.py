@@ -187,3 +187,21 @@ def findings(study: dict) -> list[str]:
                    f"photo's 10 embedding neighbours are among its 10 map neighbours (trustworthiness "
                    f"{maps[worst]['trustworthiness']:.2f}).")
     return out
+
+
+def changed_groups(study: dict, a: str, b: str, group_of: dict[str, str], top: int = 5,
+                   min_size: int = 3) -> list[dict]:
+    """Emblaze's recommender, per landmark: up to `top` groups of photos (a landmark's, or a sub-folder's) whose
+    neighbourhoods change most between encoders a and b, i.e. whose photos' mean k-NN Jaccard is lowest; groups
+    smaller than `min_size` are left out. Each: {"group", "paths", "jaccard"}."""
+    pair = study.get("agreement", {}).get(f"{a}|{b}") or study.get("agreement", {}).get(f"{b}|{a}")
+    if pair is None:
+        return []
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for path, j in zip(study["photos"], pair["per_photo"]):
+        if path in group_of:
+            groups.setdefault(group_of[path], []).append((path, j))
+    scored = [{"group": g, "paths": [p for p, _ in members],
+               "jaccard": round(float(np.mean([j for _, j in members])), 4)}
+              for g, members in groups.items() if len(members) >= min_size]
+    return sorted(scored, key=lambda s: (s["jaccard"], s["group"]))[:top]

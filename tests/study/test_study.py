@@ -162,3 +162,16 @@ def test_a_private_gallery_gets_its_own_study_without_the_landmark_sections(buil
     least = shown["least"]
     assert least and all(url.startswith("/private/") or "/private/" in url for url, _ in least)
     site.forget(gallery.token)
+
+
+def test_the_suggested_groups_are_the_landmarks_whose_neighbourhoods_change_most():
+    from search.study.compute import changed_groups
+
+    photos = [f"p{i}" for i in range(10)]
+    study = {"photos": photos, "agreement": {"a|b": {"per_photo": [0.9, 0.8, 0.9, 0.1, 0.2, 0.0, 0.5, 0.5, 0.5, 0.3]}}}
+    group_of = {**{p: "steady" for p in photos[:3]}, **{p: "moved" for p in photos[3:6]},
+                **{p: "middle" for p in photos[6:9]}, "p9": "alone"}
+    groups = changed_groups(study, "b", "a", group_of)  # either order of the pair
+    assert [g["group"] for g in groups] == ["moved", "middle", "steady"]  # "alone" is under 3 photos
+    assert groups[0]["paths"] == ["p3", "p4", "p5"] and groups[0]["jaccard"] == 0.1
+    assert changed_groups(study, "a", "c", group_of) == []

@@ -634,3 +634,22 @@ def test_the_morph_plays_from_one_encoders_map_to_anothers_and_back(server, brow
     browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-play").click()
     wait.until(lambda d: morph.get_attribute("data-reached") == "1")  # at B
     wait.until(lambda d: morph.get_attribute("data-played") == "1" and morph.get_attribute("data-t") == "0.00")
+
+
+def test_a_suggested_selection_selects_its_photos_on_the_study_map(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    wait = _wait_ready(browser)
+    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Study" in t.text])
+    tab[0].click()
+    plot = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#study-map .ll-map-plot"))
+    wait.until(lambda d: plot.get_attribute("data-points") == "33")
+    options = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#study-suggestions label"))
+    assert len(options) == 3 and "11 photos" in options[0].text  # the 3 landmarks, least shared neighbours first
+    landmark = options[0].text.split(":")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", options[0])
+    options[0].click()
+    wait.until(lambda d: plot.get_attribute("data-selected") == "11")
+    wait.until(lambda d: "11 photos selected" in d.find_element(By.ID, "study-selection-summary").text)
+    assert f"{landmark} 11" in browser.find_element(By.ID, "study-selection-summary").text

@@ -21,6 +21,9 @@ window.__llPlotly = window.__llPlotly || new Promise((resolve, reject) => {
   document.head.appendChild(s);
 });
 window.__llLayers = window.__llLayers || {};
+// The Plotly this component drew with, kept: the page's window.Plotly may later be another copy (gr.Plot's), and a
+// plot can only be restyled by the copy that drew it.
+let drawnWith = null;
 function loadLayer(url) {
   if (!window.__llLayers[url]) {
     window.__llLayers[url] = fetch(url).then((r) => {
@@ -44,10 +47,10 @@ function galleryTraces() {
 }
 
 function highlight(paths) {
-  if (!layer || !window.Plotly) return;
+  if (!layer || !drawnWith) return;
   const traces = galleryTraces();
   if (!paths || !paths.length) {
-    window.Plotly.restyle(plotDiv, { selectedpoints: [null] }, traces);
+    drawnWith.restyle(plotDiv, { selectedpoints: [null] }, traces);
     plotDiv.dataset.selected = "0";
     return;
   }
@@ -57,7 +60,7 @@ function highlight(paths) {
     if (chosen.has(row)) acc.push(j);
     return acc;
   }, []));
-  window.Plotly.restyle(plotDiv, { selectedpoints: points }, traces);
+  drawnWith.restyle(plotDiv, { selectedpoints: points }, traces);
   plotDiv.dataset.selected = String(chosen.size);
 }
 
@@ -123,7 +126,7 @@ async function render() {
   const mine = ++token;
   if (!v || !v.layer) {
     status.textContent = (v && v.message) || "";
-    if (window.Plotly) window.Plotly.purge(plotDiv);
+    if (drawnWith) drawnWith.purge(plotDiv);
     plotDiv.dataset.points = "0";
     return;
   }
@@ -136,6 +139,7 @@ async function render() {
     if (v.layout && v.layout.title_text) layout.title = Object.assign({}, l.layout.title, { text: v.layout.title_text });
     delete layout.title_text;
     layout.height = layout.height || props.height;
+    drawnWith = Plotly;
     await Plotly.react(plotDiv, l.data.concat(v.traces || []), layout,
                        { responsive: true, displaylogo: false, scrollZoom: true });
     status.textContent = "";

@@ -19,6 +19,9 @@ window.__llPlotly = window.__llPlotly || new Promise((resolve, reject) => {
   document.head.appendChild(s);
 });
 window.__llLayers = window.__llLayers || {};
+// The Plotly this component drew with, kept: the page's window.Plotly may later be another copy (gr.Plot's), and a
+// plot can only be restyled by the copy that drew it.
+let drawnWith = null;
 function loadLayer(url) {
   if (!window.__llLayers[url]) {
     window.__llLayers[url] = fetch(url).then((r) => {
@@ -56,8 +59,8 @@ function frameData(t) {
 }
 
 function show(t) {
-  if (!scene || !window.Plotly) return;
-  window.Plotly.restyle(plotDiv, frameData(t));
+  if (!scene || !drawnWith) return;
+  drawnWith.restyle(plotDiv, frameData(t));
   slider.value = String(Math.round(t * 100));
   plotDiv.dataset.t = t.toFixed(2);
   label.textContent = t < 0.01 ? scene.names[0] : t > 0.99 ? scene.names[1]
@@ -88,7 +91,7 @@ async function render() {
   playing++;
   if (!v || !v.a || !v.b) {
     status.textContent = (v && v.message) || "";
-    if (window.Plotly) window.Plotly.purge(plotDiv);
+    if (drawnWith) drawnWith.purge(plotDiv);
     scene = null;
     return;
   }
@@ -121,7 +124,12 @@ async function render() {
                     hovertemplate: "your photo<extra></extra>" });
     }
     const layout = Object.assign({}, A.layout, { height: props.height, uirevision: "morph" });
-    layout.title = Object.assign({}, A.layout.title, { text: `${scene.names[0]} → ${scene.names[1]}` });
+    layout.title = { text: "" };  // the label above says which encoders, and how far along
+    if (plotDiv.clientWidth < 600) {  // a phone: the legend goes below the map instead of beside it
+      layout.legend = Object.assign({}, layout.legend, { orientation: "h", x: 0, y: -0.02, yanchor: "top" });
+      layout.height = props.height + 260;
+    }
+    drawnWith = Plotly;
     await Plotly.react(plotDiv, traces, layout, { responsive: true, displaylogo: false, scrollZoom: true });
     status.textContent = "";
     plotDiv.dataset.points = String(groups.reduce((n, g) => n + g.rows.length, 0));
