@@ -66,16 +66,19 @@ def test_the_page_names_and_counts_the_configured_encoders(four, tmp_path, monke
     assert "CNNs" not in words
 
 
-@pytest.mark.slow
-def test_the_method_follows_the_configured_folds_and_thresholds(built, trained, tmp_path, monkeypatch):
-    from search.serving.engine import SearchEngine
+def test_the_method_follows_the_configured_folds_and_thresholds(monkeypatch):
+    """How it works' method text reads folds, thresholds and limits from config (no encoder needs to be loaded)."""
+    from types import SimpleNamespace
+
+    from search.models.encoders import REGISTRY
+    from ui import text
 
     monkeypatch.setattr(config, "OPEN_SET", dataclasses.replace(config.OPEN_SET, folds=4, scratch_folds=2, k=8))
     monkeypatch.setattr(config, "RELIABLE_AUROC", 0.8)
     monkeypatch.setattr(config, "MAX_FALSE_CONFIDENT", 0.1)
     monkeypatch.setattr(config, "CONFIDENT_P_SAME", 0.6)
     monkeypatch.setattr(config, "EXACT_SEARCH_LIMIT", 5000)
-    words = page_text(SearchEngine(built, trained), tmp_path / "work")
+    words = re.sub(r"\s+", " ", text.how_it_works(REGISTRY, SimpleNamespace(backends={})))
     assert "4 folds for pretrained and transfer, 2 folds for scratch" in words
     assert "how many of the top 8 show its landmark" in words
     assert "AUROC is under 0.80" in words
