@@ -22,6 +22,11 @@ TEMPLATE = """<div class="ll-map-status"></div><div class="ll-map-plot"></div>
 <div class="ll-map-preview"><img alt="" /><div class="ll-map-preview-text"></div></div>"""
 
 
+def component_script(name: str) -> str:
+    """A map component's script: the shared Plotly loader and layer cache, then its own file of static/."""
+    return (STATIC / "plotly_layers.js").read_text() + (STATIC / name).read_text()
+
+
 def file_url(path: Path) -> str:
     """The app-relative URL under which Gradio's file route serves an allowed file."""
     return f"gradio_api/file={Path(path).resolve()}"
@@ -33,7 +38,7 @@ class MapView(gr.HTML):
     def __init__(self, value: dict | None = None, height: int = 520, **kwargs: Any):
         super().__init__(value=value, html_template=TEMPLATE,
                          css_template=(STATIC / "map.css").read_text(),
-                         js_on_load=(STATIC / "map.js").read_text(),
+                         js_on_load=component_script("map.js"),
                          apply_default_css=False, plotly_url=file_url(PLOTLY_JS), height=height, **kwargs)
 
     def preprocess(self, payload: Any) -> Any:

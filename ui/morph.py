@@ -14,7 +14,7 @@ import gradio as gr
 from search.models.encoders import REGISTRY
 from search.study.compute import changed_groups
 from ui import api, selection
-from ui.mapview import PLOTLY_JS, STATIC, file_url
+from ui.mapview import PLOTLY_JS, component_script, file_url
 from ui.tab import Shared
 from ui.view import GalleryView
 
@@ -34,7 +34,7 @@ class MorphView(gr.HTML):
 
     def __init__(self, value: dict | None = None, height: int = 460, **kwargs: Any):
         super().__init__(value=value, html_template=TEMPLATE, css_template=CSS,
-                         js_on_load=(STATIC / "morph.js").read_text(), apply_default_css=False,
+                         js_on_load=component_script("morph.js"), apply_default_css=False,
                          plotly_url=file_url(PLOTLY_JS), height=height, **kwargs)
 
     def preprocess(self, payload: Any) -> Any:
