@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
-from search.index import load_index
-from search.models.encoders import EncoderStore
-from search.models.trunks import OFFLINE_TRUNK
 from search.retrieval.alignment import align_maps, rotation_gain
 from search.serving.engine import SearchEngine
 from tests.conftest import ROOT
@@ -65,12 +62,15 @@ def _gains(engine: SearchEngine) -> dict[tuple[str, str], float]:
     return {(x, y): rotation_gain(maps[x], maps[y]) for x, y in itertools.combinations(maps, 2)}
 
 
+def _stored(root, names=("scratch", "pretrained", "transfer")) -> dict[str, np.ndarray]:
+    """The maps as the index files hold them (no encoder needed to read them)."""
+    return {n: np.load(root / n / "tsne.npy") for n in names}
+
+
 def test_the_served_maps_share_one_frame(built, trained):
     """The session's indexes were built one at a time (build_index, their own t-SNE each): as stored, some pair is
     turned or mirrored; as the engine serves them, none is."""
-    store = EncoderStore(trained)
-    stored = {n: load_index(built / n, store.load(n, trunk=None if n == "scratch" else OFFLINE_TRUNK)).coords
-              for n in ("scratch", "pretrained", "transfer")}
+    stored = _stored(built)
     assert max(rotation_gain(stored[x], stored[y]) for x, y in itertools.combinations(stored, 2)) > MAX_GAIN
     engine = SearchEngine(built, trained)
     assert max(_gains(engine).values()) <= MAX_GAIN, _gains(engine)
@@ -84,15 +84,12 @@ def test_indexes_written_before_this_change_are_aligned_when_loaded(tmp_path):
     fixture = ROOT / "tests" / "fixtures" / "before_subpackages"
     shutil.copytree(fixture / "checkpoints", tmp_path / "ckpt")
     shutil.copytree(fixture / "indexes", tmp_path / "idx")
-    store = EncoderStore(tmp_path / "ckpt")
-    names = ("scratch", "pretrained", "transfer")
-    stored = {n: load_index(tmp_path / "idx" / n, store.load(n, trunk=None if n == "scratch" else OFFLINE_TRUNK))
-              for n in names}
+    stored = _stored(tmp_path / "idx")
     engine = SearchEngine(tmp_path / "idx", tmp_path / "ckpt")
-    expected = align_maps({n: ix.coords for n, ix in stored.items()},
-                          {n: [it["path"] for it in ix.items] for n, ix in stored.items()})
-    for n in names:
-        assert not np.allclose(engine.backends[n].index.coords, stored[n].coords, atol=1e-3)
+    paths = {n: [it["path"] for it in b.index.items] for n, b in engine.backends.items()}
+    expected = align_maps(stored, paths)
+    for n in stored:
+        assert not np.allclose(engine.backends[n].index.coords, stored[n], atol=1e-3)
         np.testing.assert_allclose(engine.backends[n].index.coords, expected[n], atol=1e-4)
-    before = {(x, y): rotation_gain(stored[x].coords, stored[y].coords) for x, y in itertools.combinations(names, 2)}
+    before = {(x, y): rotation_gain(stored[x], stored[y]) for x, y in itertools.combinations(stored, 2)}
     assert sum(_gains(engine).values()) < sum(before.values()) / 2, (before, _gains(engine))

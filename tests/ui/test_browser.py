@@ -564,7 +564,8 @@ def _box_select(browser, map_id: str) -> None:
         w // 2, h // 2).move_by_offset(w // 2 - 6, h // 2 - 6).release().perform()
 
 
-def test_a_box_selection_lights_up_the_same_photos_on_every_map_lists_them_and_downloads(server, browser, tmp_path):
+def test_a_box_selection_lights_up_every_map_lists_and_downloads_and_the_morph_plays_there_and_back(server, browser,
+                                                                                                   tmp_path):
     import csv
     import io
 
@@ -594,9 +595,21 @@ def test_a_box_selection_lights_up_the_same_photos_on_every_map_lists_them_and_d
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: _selected(d, name) == "0")
     wait.until(lambda d: not [e for e in d.find_elements(By.ID, "compare-selection") if e.is_displayed()])
+    # the morph from scratch's map to pretrained's, the compared photo's star (the query layer, last) travelling too
+    morph = browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-plot")
+    wait.until(lambda d: morph.get_attribute("data-points") == "33")
+    assert morph.get_attribute("data-pair") == "scratch|pretrained"
+    wait.until(lambda d: d.execute_script(
+        "const p = document.querySelector('#compare-morph .ll-morph-plot');"
+        "return p.data && p.data[p.data.length - 1].name === 'your photo';"))
+    browser.execute_script("arguments[0].scrollIntoView()", morph)
+    browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-play").click()
+    wait.until(lambda d: morph.get_attribute("data-reached") == "1")  # at B
+    wait.until(lambda d: morph.get_attribute("data-played") == "1" and morph.get_attribute("data-t") == "0.00")
 
 
-def test_a_tap_on_a_landmark_in_the_legend_selects_its_photos_and_opens_them_in_compare(server, browser, tmp_path):
+def test_a_legend_tap_selects_a_landmark_opens_it_in_compare_and_a_suggestion_selects_on_the_study(server, browser,
+                                                                                                   tmp_path):
     from selenium.webdriver.common.by import By
 
     photo = tmp_path / "photo.jpg"
@@ -614,35 +627,10 @@ def test_a_tap_on_a_landmark_in_the_legend_selects_its_photos_and_opens_them_in_
     browser.find_element(By.ID, "search-selection-compare").click()
     wait.until(lambda d: "11 photos selected" in d.find_element(By.ID, "compare-selection-summary").text)
     assert browser.find_element(By.ID, "compare-selection").is_displayed()
-
-
-def test_the_morph_plays_from_one_encoders_map_to_anothers_and_back(server, browser, tmp_path):
-    from selenium.webdriver.common.by import By
-
-    photo = tmp_path / "photo.jpg"
-    synthetic_image(0, np.random.default_rng(23)).save(photo)
-    wait = _load_compare(browser, server, photo)
-    morph = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-plot"))
-    wait.until(lambda d: morph.get_attribute("data-points") == "33")
-    assert morph.get_attribute("data-pair") == "scratch|pretrained"
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compare-scratch img")) == 6)
-    # the compared photo's star travels with the gallery (the query layer comes last)
-    wait.until(lambda d: d.execute_script(
-        "const p = document.querySelector('#compare-morph .ll-morph-plot');"
-        "return p.data && p.data[p.data.length - 1].name === 'your photo';"))
-    browser.execute_script("arguments[0].scrollIntoView()", morph)
-    browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-play").click()
-    wait.until(lambda d: morph.get_attribute("data-reached") == "1")  # at B
-    wait.until(lambda d: morph.get_attribute("data-played") == "1" and morph.get_attribute("data-t") == "0.00")
-
-
-def test_a_suggested_selection_selects_its_photos_on_the_study_map(server, browser):
-    from selenium.webdriver.common.by import By
-
-    browser.get(server)
-    wait = _wait_ready(browser)
-    tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Study" in t.text])
-    tab[0].click()
+    # the Study suggests the landmarks whose neighbourhoods change most; one click selects one on its map
+    browser.execute_script("window.__llSelection = []; window.dispatchEvent(new CustomEvent('ll-selection', "
+                           "{detail: {paths: []}}));")
+    [t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Study" in t.text][0].click()
     plot = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#study-map .ll-map-plot"))
     wait.until(lambda d: plot.get_attribute("data-points") == "33")
     options = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#study-suggestions label"))
@@ -653,3 +641,4 @@ def test_a_suggested_selection_selects_its_photos_on_the_study_map(server, brows
     wait.until(lambda d: plot.get_attribute("data-selected") == "11")
     wait.until(lambda d: "11 photos selected" in d.find_element(By.ID, "study-selection-summary").text)
     assert f"{landmark} 11" in browser.find_element(By.ID, "study-selection-summary").text
+
