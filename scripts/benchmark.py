@@ -17,14 +17,28 @@ import torch
 from torchvision import models
 from tqdm.auto import tqdm
 
-from scripts.benchmarks import app, build, encode, encoders, exact, memory, quality, scale, selection, study, train
+from scripts.benchmarks import (
+    app,
+    browser,
+    build,
+    encode,
+    encoders,
+    exact,
+    memory,
+    quality,
+    scale,
+    selection,
+    study,
+    train,
+)
 from scripts.benchmarks.report import ROWS, Context, header
 from search import config
 from search.pipeline.cli import run
 from search.storage import write_json
 
 PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
-         **study.PARTS, **selection.PARTS, **quality.PARTS, **encoders.PARTS}
+         **study.PARTS, **selection.PARTS, **browser.PARTS,
+         **quality.PARTS, **encoders.PARTS}
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
