@@ -169,10 +169,14 @@ class GalleryMap:
                          "marker": {"size": 7, "color": [None if np.isnan(v) else round(float(v), 3) for v in values],
                                     "colorscale": "Viridis",
                                     "cmin": 0, "cmax": 1, "opacity": 0.85,
-                                    "colorbar": {"title": {"text": what}, "thickness": 12}},
+                                    "colorbar": {"title": {"text": what, "side": "top"}, "thickness": 10,
+                                                 # below the map, so a phone's width goes to the map
+                                                 "orientation": "h", "len": 0.7, "y": -0.01,
+                                                 "yanchor": "top"}},
                          "hovertemplate": f"{what} %{{text}}<extra></extra>"})
         layout = {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "template": "plotly_white",
-                  "margin": {"l": 10, "r": 10, "t": 56 if "<br>" in title else 40, "b": 10}, "hovermode": "closest",
+                  "margin": {"l": 10, "r": 10, "t": 56 if "<br>" in title else 40,
+                             "b": 10 if colour_by is None else 70}, "hovermode": "closest",
                   "legend": {"itemsizing": "constant", "font": {"size": 10},
                              "title": {"text": "landmark (tap: select its photos)"}},
                   "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"}, "uirevision": "keep"}
