@@ -143,6 +143,12 @@ def found_summary(hits: Sequence[Hit], known_class: str | None) -> str:
     return f"{mark} found **{known_class}** in **{n} of {len(hits)}**" + ("" if n else " (missed it)")
 
 
+def unchanged_by_selection(opacity: float) -> dict:
+    """Plotly's own lasso/box selection leaves the points as they are: the map script draws the page's selection
+    alike on every map (the one lassoed included)."""
+    return {"selected": {"marker": {"opacity": opacity}}, "unselected": {"marker": {"opacity": opacity}}}
+
+
 class GalleryMap:
     """An encoder's gallery layer of the t-SNE map (one trace per class), serialised once and sent to the
     browser once; every search then sends only its small query layer (`query_traces`)."""
@@ -160,6 +166,7 @@ class GalleryMap:
                          "x": self.coords[rows, 0].round(3).tolist(), "y": self.coords[rows, 1].round(3).tolist(),
                          "customdata": rows.tolist(),
                          "marker": {"size": 6, "color": PALETTE[int(cid) % len(PALETTE)], "opacity": 0.75},
+                         **unchanged_by_selection(0.75),
                          "hovertemplate": "<b>%{fullData.name}</b><extra></extra>"})
         if colour_by is not None:
             what, values = colour_by
@@ -173,6 +180,7 @@ class GalleryMap:
                                                  # below the map, so a phone's width goes to the map
                                                  "orientation": "h", "len": 0.7, "y": -0.01,
                                                  "yanchor": "top"}},
+                         **unchanged_by_selection(0.85),
                          "hovertemplate": f"{what} %{{text}}<extra></extra>"})
         layout = {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "template": "plotly_white",
                   "margin": {"l": 10, "r": 10, "t": 56 if "<br>" in title else 40,

@@ -550,6 +550,15 @@ def _selected(browser, name: str) -> str:
     return browser.find_element(By.CSS_SELECTOR, f"#compare-map-{name} .ll-map-plot").get_attribute("data-selected")
 
 
+def _painted(browser, name: str) -> int:
+    """How many pixels the selection's layer over a compared map has painted (the dots and the veil)."""
+    return browser.execute_script(
+        "const c = document.querySelector(arguments[0]); if (!c) return 0;"
+        "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < px.length; i += 4) n += px[i] > 0; return n;",
+        f"#compare-map-{name} .ll-map-overlay")
+
+
 def _box_select(browser, map_id: str) -> None:
     """What a visitor does: the map's Box Select button, then a drag over the whole plot."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -581,6 +590,7 @@ def test_a_box_selection_lights_up_every_map_lists_and_downloads_and_the_morph_p
     # the same photos, by path, on every map: the whole gallery, as the box covered the whole plot
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: _selected(d, name) == "33")
+        assert _painted(browser, name) > 0, name
     wait.until(lambda d: d.find_element(By.ID, "compare-selection").is_displayed())
     summary = browser.find_element(By.ID, "compare-selection-summary").text
     assert "33 photos selected" in summary
@@ -594,6 +604,7 @@ def test_a_box_selection_lights_up_every_map_lists_and_downloads_and_the_morph_p
     browser.find_element(By.ID, "compare-selection-clear").click()
     for name in ("scratch", "pretrained", "transfer"):
         wait.until(lambda d: _selected(d, name) == "0")
+        assert _painted(browser, name) == 0, name
     wait.until(lambda d: not [e for e in d.find_elements(By.ID, "compare-selection") if e.is_displayed()])
     # the morph from scratch's map to pretrained's, the compared photo's star (the query layer, last) travelling too
     morph = browser.find_element(By.CSS_SELECTOR, "#compare-morph .ll-morph-plot")
