@@ -185,6 +185,7 @@ CALIBRATION_MAX_PAIRS = 2_000_000  # labelled (query, gallery) pairs the confide
 RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent from present landmarks worse says so
 MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
                                 # (in cross-validation over left-out landmarks) from being called one
+RELIABILITY_BINS = 10           # equal-width bins of P: the reliability diagram and the calibration error
 # FAISS backend past EXACT_SEARCH_LIMIT (search/retrieval/ann.py), chosen by `scripts/benchmark.py --only ann`
 ANN_BACKEND = "faiss-ivfpq"     # at 1M clustered vectors: recall@10 1.000 at the latency of HNSW's 0.966
 HNSW_M = 32

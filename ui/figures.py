@@ -273,7 +273,8 @@ def metrics_summary(report: dict | None) -> str:
 
 
 METRIC_COLUMNS = ["encoder", "P@1", "P@5", "P@10", "mAP@10", "queries", "gallery", "open-set AUROC",
-                  "absent called a match", "right & confident", "GAP", "unseen P@1", "pretrained on those"]
+                  "calibration error (ECE)", "absent called a match", "right & confident", "GAP", "unseen P@1",
+                  "pretrained on those"]
 
 
 def metrics_row(label: str, report: dict | None) -> list:
@@ -282,7 +283,8 @@ def metrics_row(label: str, report: dict | None) -> list:
         return [label] + [None] * (len(METRIC_COLUMNS) - 1)
     o, u = report.get("open_set") or {}, report.get("unseen") or {}
     return [label, report["precision@1"], report["precision@5"], report["precision@10"], report["mAP@10"],
-            report["queries"], report.get("gallery"), o.get("auroc"), o.get("false_confident"),
+            report["queries"], report.get("gallery"), o.get("auroc"), report.get("calibration_error"),
+            o.get("false_confident"),
             o.get("confident_when_right"), o.get("gap"), u.get("precision@1"),
             (u.get("pretrained") or {}).get("precision@1")]
 
@@ -300,7 +302,8 @@ def reliability_figure(reports: dict[str, dict]) -> go.Figure | None:
         if not points:
             continue
         drawn += 1
-        name = f"{label} (AUROC {o['auroc']:.2f})" if o.get("auroc") is not None else label
+        name = label if o.get("auroc") is None else f"{label} (AUROC {o['auroc']:.2f}" + (
+            f", ECE {report['calibration_error']:.3f})" if report.get("calibration_error") is not None else ")")
         fig.add_trace(go.Scatter(x=[p["p"] for p in points], y=[p["observed"] for p in points],
                                  mode="lines+markers", name=name, customdata=[p["n"] for p in points],
                                  marker={"size": [6 + 14 * (p["n"] / max(q["n"] for q in points)) ** 0.5

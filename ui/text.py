@@ -157,13 +157,16 @@ by its stored vector.
 answer is that the gallery does not hold it. So it is fitted with landmarks *left out*: the landmarks are split into
 folds ({fold_counts(specs, cfg)}), each fold's test photos are searched against a gallery without that fold{retrained},
 and a logistic regression learns P(same landmark) from a hit's distance, its margin to the nearest hit of another
-landmark, how many of the top {cfg.k} show its landmark{trunk_feature}. Its figures are cross-validated over those
-folds: AUROC separating right top hits from absent landmarks, the share of absent landmarks called a match, GAP. Each
+landmark, how many of the top {cfg.k} show its landmark{trunk_feature}. An isotonic curve then recalibrates its output,
+one for the top hit and one for the hits below it, fitted on scores of folds the logistic was not fitted on, so that
+"80%" means right about 80% of the time. Its figures are cross-validated over those folds, the recalibration nested
+inside them: AUROC separating right top hits from absent landmarks, the share of absent landmarks called a match, GAP,
+and the expected calibration error (ECE: how far "said" is from "right", averaged over {config.RELIABILITY_BINS} bins). Each
 encoder calls a match only above its own threshold: the P (at least {config.CONFIDENT_P_SAME:.0%}) above which no more
 than {config.MAX_FALSE_CONFIDENT:.0%} of absent landmarks came, chosen on held-out folds too. Below it, the page says
 the landmark does not seem to be in the gallery; an encoder whose AUROC is under {config.RELIABLE_AUROC:.2f} says its
 percentages cannot be trusted. The reliability diagram below shows, per encoder, what it said against how often it was
-right.
+right (every scored query's P and outcome are in its index's `eval.json`, under `out_of_fold`).
 
 **Why similar?** For a selected result, the similarity of the two embeddings is differentiated with respect to each
 photo's last convolutional feature map; channels weighted by their mean gradient (Grad-CAM) show which regions raise

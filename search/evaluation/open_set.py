@@ -41,8 +41,10 @@ from search.retrieval.confidence import (
     BASE_FEATURES,
     TRUNK_FEATURE,
     Confidence,
+    calibration_error,
     class_folds,
     fit_confidence,
+    fit_curve,
     hit_features,
     match_threshold,
     open_set_report,
@@ -238,21 +240,43 @@ def _rows(runs: Sequence[FoldRun]) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([r.same.ravel() for r in runs]))
 
 
+def recalibrated_confidence(runs: Sequence[FoldRun], names: tuple[str, ...], k: int,
+                            encoder_fingerprint: str = "") -> Confidence:
+    """The logistic confidence fitted on every hit of the runs, recalibrated by isotonic curves (the top hit's, the
+    lower hits') fitted on the runs' own out-of-fold scores: each run scored by a logistic fitted without it. One run
+    has no out-of-fold scores: its logistic stays as it is."""
+    base = fit_confidence(*_rows(runs), names, k, encoder_fingerprint)
+    if len(runs) < 2:
+        return base
+    scores, right = [], []
+    for g, held in enumerate(runs):
+        rest = [r for h, r in enumerate(runs) if h != g]
+        scores.append(fit_confidence(*_rows(rest), names, k)(held.feats))
+        right.append(held.same)
+    s, y = np.concatenate(scores), np.concatenate(right)
+    return dataclasses.replace(base, top=fit_curve(s[:, 0], y[:, 0]), rest=fit_curve(s[:, 1:], y[:, 1:]))
+
+
 def _cross_validated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) -> tuple[list[np.ndarray], list[float]]:
-    """Per fold: the top hits' P from a confidence fitted without that fold, and the match threshold chosen without
-    it too (from the other folds' own cross-validated P of their absent-landmark queries)."""
+    """Per fold: the top hits' P from a confidence fitted (recalibration included) without that fold, and the match
+    threshold chosen without it too (from the other folds' own cross-validated P of their absent-landmark queries)."""
     p_out, thresholds = [], []
     for f, run in enumerate(runs):
         others = [r for g, r in enumerate(runs) if g != f]
-        x, y = _rows(others)
-        p_out.append(fit_confidence(x, y, names, k)(run.feats[:, 0, :]))
+        p_out.append(recalibrated_confidence(others, names, k).ranked(run.feats)[:, 0])
         inner = []
         for g, held in enumerate(others):  # inner folds: each other fold predicted by a fit on the rest of them
             rest = [r for h, r in enumerate(others) if h != g]
-            xi, yi = _rows(rest)
-            inner.append(fit_confidence(xi, yi, names, k)(held.feats[:, 0, :])[held.absent])
+            inner.append(recalibrated_confidence(rest, names, k).ranked(held.feats)[:, 0][held.absent])
         thresholds.append(match_threshold(np.concatenate(inner)))
     return p_out, thresholds
+
+
+def _uncalibrated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) -> np.ndarray:
+    """The top hits' out-of-fold P of the logistic alone (no recalibration): what the recalibration is measured
+    against."""
+    return np.concatenate([fit_confidence(*_rows([r for g, r in enumerate(runs) if g != f]), names, k)(
+        run.feats[:, 0, :]) for f, run in enumerate(runs)])
 
 
 def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[Encoder, GalleryIndex | None],
@@ -266,13 +290,18 @@ def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[E
     # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
     per_query = np.concatenate([np.full(len(p), t) for p, t in zip(p_folds, thresholds)])
     after = {**open_set_report(p_all, c_all, a_all, per_query), "threshold": [round(t, 4) for t in thresholds]}
-    x, y = _rows(runs)
     threshold = match_threshold(p_all[a_all])  # the app's: from every fold's held-out P
-    confidence = dataclasses.replace(fit_confidence(x, y, names, cfg.k, encoder.fingerprint), threshold=threshold)
+    published = np.round(p_all, 4)  # the calibration figures are those of the P eval.json keeps
+    confidence = dataclasses.replace(recalibrated_confidence(runs, names, cfg.k, encoder.fingerprint),
+                                     threshold=threshold)
     report = {"open_set": after,
               "open_set_before": open_set_report(np.concatenate([r.p_before for r in runs]), c_all, a_all),
               "match_threshold": round(threshold, 4),
-              "reliability": reliability(p_all, c_all),
+              "reliability": reliability(published, c_all),
+              "calibration_error": calibration_error(published, c_all),
+              "calibration_error_uncalibrated": calibration_error(_uncalibrated(runs, names, cfg.k), c_all),
+              # every scored query's top hit: its out-of-fold P and whether it was right (rebin as you like)
+              "out_of_fold": {"p": published.tolist(), "right": c_all.tolist()},
               "folds": len(folds), "held_out": [[classes[i] for i in h] for h in folds],
               "features": list(names), "seconds": round(seconds, 1)}
     if REGISTRY[name].role != "frozen":

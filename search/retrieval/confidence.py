@@ -47,8 +47,38 @@ def hit_features(distances: np.ndarray, labels: np.ndarray, trunk_distances: np.
 
 
 @dataclass(frozen=True)
+class Curve:
+    """A non-decreasing piecewise-linear map from a score to a probability (isotonic regression's knots)."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __call__(self, score: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(score, np.float64), self.x, self.y)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Curve:
+        x, y = tuple(map(float, d["x"])), tuple(map(float, d["y"]))
+        if not x or len(x) != len(y) or np.any(np.diff(x) < 0) or np.any(np.diff(y) < -1e-12):
+            raise ValueError("a recalibration curve is not non-decreasing")
+        return cls(x, y)
+
+
+def fit_curve(scores: np.ndarray, right: np.ndarray) -> Curve:
+    """Isotonic regression of being right on a score: the recalibration that makes a score mean what it says."""
+    # only to fit: the app and Ray workers skip its second of import
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        np.asarray(scores, np.float64).ravel(), np.asarray(right, np.float64).ravel())
+    return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
+
+
+@dataclass(frozen=True)
 class Confidence:
-    """Logistic regression on standardised hit features -> P(same landmark); monotone in each feature."""
+    """Logistic regression on standardised hit features -> a score, monotone in each feature; recalibrated (when
+    fitted so) into P(same landmark) by one isotonic curve for the top hit and one for the hits below it: the top
+    hit is the best of k, so the same evidence means more there."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -60,15 +90,24 @@ class Confidence:
     positives: int
     encoder_fingerprint: str = ""
     threshold: float = config.CONFIDENT_P_SAME   # a top hit is called a match at or above this P
+    top: Curve | None = None             # the recalibration of the top hit's score
+    rest: Curve | None = None            # and of the hits below it (none: the logistic's own P, as fitted before)
 
     @property
     def uses_trunk(self) -> bool:
         return TRUNK_FEATURE in self.features
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
-        """P(same landmark) for features of shape (..., F)."""
+        """The logistic's P(same landmark) for features of shape (..., F), before any recalibration."""
         z = (np.asarray(feats, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    def ranked(self, feats: np.ndarray) -> np.ndarray:
+        """P(same landmark) of a query's ranked hits, features (..., H, F) with the top hit first: recalibrated."""
+        p = self(feats)
+        if self.top is None or self.rest is None:
+            return p
+        return np.concatenate([self.top(p[..., :1]), self.rest(p[..., 1:])], axis=-1)
 
     def to_dict(self) -> dict:
         return {"kind": "logistic", **asdict(self)}
@@ -87,8 +126,9 @@ class Confidence:
         threshold = float(d.get("threshold", config.CONFIDENT_P_SAME))
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"confidence threshold {threshold} is not a probability")
+        curves = [Curve.from_dict(d[key]) if d.get(key) else None for key in ("top", "rest")]
         return cls(features, *vecs, float(d["intercept"]), int(d["k"]), int(d["rows"]), int(d["positives"]),
-                   str(d.get("encoder_fingerprint", "")), threshold)
+                   str(d.get("encoder_fingerprint", "")), threshold, *curves)
 
 
 def fit_confidence(feats: np.ndarray, same: np.ndarray, names: tuple[str, ...], k: int,
@@ -117,7 +157,7 @@ def match_threshold(p_absent: np.ndarray, max_false: float = config.MAX_FALSE_CO
     allowed = int(np.floor(max_false * len(p)))
     if allowed >= len(p):
         return floor
-    return float(max(floor, np.nextafter(p[allowed], np.inf)))
+    return float(min(1.0, max(floor, np.nextafter(p[allowed], np.inf))))  # a P of 1 is the most it can ask
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -163,10 +203,19 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
 
 
-def reliability(p: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict]:
+def calibration_error(p: np.ndarray, correct: np.ndarray, bins: int = config.RELIABILITY_BINS) -> float:
+    """Expected calibration error: |predicted P - share right| per equal-width bin of P, weighted by its queries."""
+    points = reliability(p, correct, bins, decimals=None)
+    n = sum(b["n"] for b in points)
+    return round(sum(b["n"] * abs(b["p"] - b["observed"]) for b in points) / n, 4) if n else 0.0
+
+
+def reliability(p: np.ndarray, correct: np.ndarray, bins: int = config.RELIABILITY_BINS,
+                decimals: int | None = 4) -> list[dict]:
     """Predicted P against observed share correct, in equal-width bins of P (the reliability diagram's points)."""
     p, ok = np.asarray(p, np.float64), np.asarray(correct, bool)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    return [{"p": round(float(p[which == b].mean()), 4), "observed": round(float(ok[which == b].mean()), 4),
+    keep = (lambda v: v) if decimals is None else (lambda v: round(v, decimals))
+    return [{"p": keep(float(p[which == b].mean())), "observed": keep(float(ok[which == b].mean())),
              "n": int((which == b).sum())} for b in range(bins) if (which == b).any()]

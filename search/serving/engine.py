@@ -154,7 +154,7 @@ class SearchEngine:
             if trunk_vector is None:
                 raise LandmarkError(f"The {b.encoder.name} match confidence needs the query's trunk vector.")
             trunk_d = np.linalg.norm(index.trunk_vectors[idx[0]] - np.asarray(trunk_vector, np.float32), axis=1)[None]
-        return conf(hit_features(dist, labels, trunk_d, window=conf.k))[0]
+        return conf.ranked(hit_features(dist, labels, trunk_d, window=conf.k))[0]
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
         """Ranked hits for a normalised RGB image."""

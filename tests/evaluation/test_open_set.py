@@ -12,11 +12,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from search import config
+from search.evaluation.open_set import FoldRun, recalibrated_confidence
 from search.retrieval.confidence import (
     Confidence,
     auroc,
+    calibration_error,
     class_folds,
     fit_confidence,
+    fit_curve,
     gap,
     hit_features,
     match_threshold,
@@ -124,6 +127,42 @@ def test_a_fitted_confidence_is_monotone_and_survives_its_file():
         Confidence.from_dict(bad)
 
 
+def test_an_isotonic_curve_recalibrates_a_score_that_says_more_than_it_knows():
+    rng = np.random.default_rng(3)
+    said = rng.random(20000)
+    right = rng.random(20000) < said ** 3  # says 80% where 51% are right
+    assert calibration_error(said, right) > 0.15
+    curve = fit_curve(said[:10000], right[:10000])
+    assert calibration_error(curve(said[10000:]), right[10000:]) < 0.02
+    np.testing.assert_allclose(curve(np.array([0.5, 0.8])), [0.125, 0.512], atol=0.06)
+
+
+def _synthetic_run(rng: np.random.Generator, queries: int = 600, k: int = 10) -> FoldRun:
+    """Ranked hits whose one feature, the distance, means one thing for the top hit and another below it: a
+    logistic fitted on every hit is then overconfident for the top hit, as on the development photos."""
+    d = np.sort(rng.random((queries, k)), axis=1)
+    p_true = np.where(np.arange(k) == 0, (1 - d) ** 3, 0.3 * (1 - d))
+    same = rng.random((queries, k)) < p_true
+    feats = np.stack([d, rng.normal(0, 1, (queries, k)), rng.random((queries, k))], axis=2)
+    return FoldRun(np.array([0]), feats, same, np.zeros(queries, bool), np.zeros(queries))
+
+
+def test_the_recalibrated_confidence_means_what_it_says_on_queries_it_was_not_fitted_on():
+    rng = np.random.default_rng(5)
+    runs = [_synthetic_run(rng) for _ in range(4)]
+    names = ("distance", "margin", "agreement")
+    fresh = _synthetic_run(rng, queries=5000)
+    conf = recalibrated_confidence(runs, names, 10)
+    raw = fit_confidence(np.concatenate([r.feats.reshape(-1, 3) for r in runs]),
+                         np.concatenate([r.same.ravel() for r in runs]), names, 10)
+    top_right, lower_right = fresh.same[:, 0], fresh.same[:, 1:]
+    assert calibration_error(raw(fresh.feats[:, 0, :]), top_right) > 0.08  # the logistic alone
+    assert calibration_error(conf.ranked(fresh.feats)[:, 0], top_right) < 0.03
+    assert calibration_error(conf.ranked(fresh.feats)[:, 1:].ravel(), lower_right.ravel()) < 0.03
+    again = Confidence.from_dict(json.loads(json.dumps(conf.to_dict())))
+    np.testing.assert_allclose(again.ranked(fresh.feats), conf.ranked(fresh.feats))
+
+
 # -- the leave-classes-out evaluation on generated data ---------------------------------------------------------
 
 def test_the_folds_never_train_on_the_landmarks_they_leave_out(built, trained):
@@ -140,6 +179,11 @@ def test_the_folds_never_train_on_the_landmarks_they_leave_out(built, trained):
         assert r["open_set"]["queries_absent"] == 9 and r["open_set"]["queries_present"] == 18
         assert r["open_set_before"]["queries_absent"] == 9
         assert (name == "pretrained") != ("unseen" in r)
+        # the scores behind the reliability diagram, one per scored query, rebinnable to the same figure
+        oof = r["out_of_fold"]
+        assert len(oof["p"]) == len(oof["right"]) == 27
+        assert r["calibration_error"] == calibration_error(np.array(oof["p"]), np.array(oof["right"]))
+        assert r["reliability"] == reliability(np.array(oof["p"]), np.array(oof["right"]))
     manifest = json.loads((built / "transfer" / "manifest.json").read_text())
     assert manifest["confidence"]["trunk_file"]  # transfer reads its trunk's distances
 
