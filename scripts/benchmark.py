@@ -24,6 +24,7 @@ from scripts.benchmarks import (
     encode,
     encoders,
     exact,
+    expansion,
     memory,
     quality,
     scale,
@@ -37,7 +38,7 @@ from search.pipeline.cli import run
 from search.storage import write_json
 
 PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
-         **study.PARTS, **selection.PARTS, **browser.PARTS,
+         **study.PARTS, **selection.PARTS, **browser.PARTS, **expansion.PARTS,
          **quality.PARTS, **encoders.PARTS}
 
 

@@ -29,6 +29,12 @@ def trunk_in_use(index_dir: Path) -> str | None:
     return None
 
 
+def figures_only(report: dict) -> dict:
+    """The report without the per-query values behind its figures (they stay in eval.json): the JSON line."""
+    return {k: figures_only(v) if isinstance(v, dict) else v for k, v in report.items()
+            if k not in ("reliability", "out_of_fold", "per_query")}
+
+
 def main(argv: list[str] | None = None) -> None:
     use_encoders_of(argv)
     p = argparse.ArgumentParser(description=__doc__)
@@ -51,12 +57,11 @@ def main(argv: list[str] | None = None) -> None:
             opened = evaluate_open_set({a.encoder: (backend.encoder, backend.index)}, a.data_dir, store, cfg,
                                        log=lambda s: print(s, file=sys.stderr))[a.encoder]
         save_open_set(opened, backend.index, backend.index.path / EVAL)
-        # the JSON line keeps the figures; the per-query scores behind the diagram stay in eval.json
-        report = {**report, **{k: v for k, v in opened.report.items() if k not in ("reliability", "out_of_fold")}}
+        report = {**report, **opened.report}
     with contextlib.redirect_stdout(sys.stderr):  # the Study tab's figures include this evaluation's
         for note in study_step(a.index_dir, log=lambda s: print(s, file=sys.stderr)):
             print(note, file=sys.stderr)
-    print(json.dumps(report))
+    print(json.dumps(figures_only(report)))
 
 
 if __name__ == "__main__":

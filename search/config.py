@@ -186,6 +186,30 @@ RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent f
 MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
                                 # (in cross-validation over left-out landmarks) from being called one
 RELIABILITY_BINS = 10           # equal-width bins of P: the reliability diagram and the calibration error
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """The 95% intervals on every figure: percentile bootstrap over queries, seeded, a fixed number of resamples."""
+
+    resamples: int = 2000
+    level: float = 0.95
+    seed: int = SEED
+
+
+BOOTSTRAP = BootstrapConfig()
+
+
+@dataclass(frozen=True)
+class QueryExpansionConfig:
+    """alpha-QE with database-side augmentation (an encoders file's `query_expansion = "aqe"`): the defaults of its
+    `qe_k` and `qe_alpha`, measured on the development photos (docs/performance.md)."""
+
+    k: int = 5
+    alpha: float = 3.0
+
+
+QUERY_EXPANSION = QueryExpansionConfig()
 # FAISS backend past EXACT_SEARCH_LIMIT (search/retrieval/ann.py), chosen by `scripts/benchmark.py --only ann`
 ANN_BACKEND = "faiss-ivfpq"     # at 1M clustered vectors: recall@10 1.000 at the latency of HNSW's 0.966
 HNSW_M = 32

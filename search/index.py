@@ -16,11 +16,14 @@ from search import config
 from search.errors import BadIndexError
 from search.models.encoders import Encoder
 from search.photos.folders import fingerprint_files, gallery_items
+from search.retrieval import expansion
 from search.retrieval.calibration import Calibration
 from search.retrieval.confidence import Confidence
+from search.retrieval.expansion import QueryExpansion
 from search.storage import atomic_path, sha256_file, write_json
 
 EMBEDDINGS, METADATA, COORDS = "embeddings.npy", "metadata.json", "tsne.npy"
+AUGMENTED = "augmented.npy"  # the gallery as query expansion ranks it (an encoder with query_expansion only)
 MANIFEST, EVAL = "manifest.json", "eval.json"
 CHECKED_FILES = (EMBEDDINGS, METADATA, COORDS)
 
@@ -42,6 +45,13 @@ class GalleryIndex:
     calibration: Calibration | None = None   # distance -> P(same landmark), fitted by evaluate.py (closed set)
     confidence: Confidence | None = None     # hit features -> P(same landmark), fitted with landmarks left out
     trunk_vectors: np.ndarray | None = None  # (N, T) unit trunk vectors per row, when the confidence uses them
+    expansion: QueryExpansion | None = None  # the query expansion its searches use (None: plain search)
+    augmented: np.ndarray | None = None      # (N, D) the gallery as that expansion ranks it
+
+    @property
+    def ranked_vectors(self) -> np.ndarray:
+        """The vectors a search ranks: the augmented gallery with query expansion, else the embeddings."""
+        return self.embeddings if self.augmented is None else self.augmented
 
     def __post_init__(self) -> None:
         self._rows = {it["path"]: i for i, it in enumerate(self.items)}
@@ -112,7 +122,7 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     rebuild = f"rebuild with scripts/build_index.py --encoder {manifest.get('encoder')}"
-    for name in CHECKED_FILES:
+    for name in (*CHECKED_FILES, *((AUGMENTED,) if manifest.get("query_expansion") else ())):
         f = index_dir / name
         if not f.is_file() or sha256_file(f) != manifest["files"].get(name):
             raise BadIndexError(f"{f} is missing or corrupt (checksum mismatch): {rebuild}.")
@@ -129,11 +139,25 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
     if encoder is not None:
         _check_encoder(index_dir, manifest, encoder, rebuild)
     index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild),
-                         *_load_confidence(index_dir, manifest))
+                         *_load_confidence(index_dir, manifest), *_load_expansion(index_dir, manifest, rebuild))
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
         raise BadIndexError(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
     return index
+
+
+def _load_expansion(index_dir: Path, manifest: dict, rebuild: str) -> tuple[QueryExpansion | None, np.ndarray | None]:
+    """The query expansion an index was built with and its augmented gallery (none for an index without)."""
+    if not manifest.get("query_expansion"):
+        return None, None
+    try:
+        qe = expansion.from_dict(manifest["query_expansion"])
+        augmented = np.load(index_dir / AUGMENTED, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as exc:
+        raise BadIndexError(f"The query expansion of {index_dir} cannot be read ({exc}): {rebuild}.") from exc
+    if augmented.shape != (manifest["count"], manifest["dim"]):
+        raise BadIndexError(f"{index_dir / AUGMENTED} has shape {augmented.shape}, not the index's: {rebuild}.")
+    return qe, augmented
 
 
 def _check_encoder(index_dir: Path, manifest: dict, encoder: Encoder, rebuild: str) -> None:

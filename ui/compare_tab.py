@@ -55,7 +55,7 @@ def _compare(view: GalleryView, vectors: dict, k: int, known_class: str | None, 
             continue
         galleries.append(view.gallery(name, hits[name], shared, len(hits)))
         maps.append(small_map(view, name, state))
-        notes.append(found_summary(hits[name], known_class) or view.verdict(hits[name], name))
+        notes.append(found_summary(hits[name], known_class) or view.verdict(hits[name], name, compact=True))
     return (*galleries, *maps, *notes, agreement_summary(paths, k), state)
 
 

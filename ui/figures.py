@@ -68,12 +68,14 @@ UNCALIBRATED_PRIVATE = ("Your gallery shows raw distances (smaller is more simil
                         "test photos of known landmarks, which your photos are not.")
 
 
-def unreliable_note(label: str, report: dict | None) -> str | None:
+def unreliable_note(label: str, report: dict | None, compact: bool = False) -> str | None:
     """A warning when an encoder's confidence could not tell absent landmarks from present ones in the open-set
-    evaluation (AUROC below `config.RELIABLE_AUROC`), else None."""
+    evaluation (AUROC below `config.RELIABLE_AUROC`), else None; `compact`: for a column headed by the encoder."""
     auroc = ((report or {}).get("open_set") or {}).get("auroc")
     if auroc is None or auroc >= config.RELIABLE_AUROC:
         return None
+    if compact:
+        return f"⚠️ Percentages not to be trusted: AUROC {auroc:.2f} on landmarks left out (0.5 is chance)."
     return (f"⚠️ {label} cannot tell when a landmark is missing from the gallery (AUROC {auroc:.2f} on landmarks "
             "left out, where 0.5 is chance): its percentages are not to be trusted.")
 
@@ -277,16 +279,25 @@ METRIC_COLUMNS = ["encoder", "P@1", "P@5", "P@10", "mAP@10", "queries", "gallery
                   "pretrained on those"]
 
 
+def with_interval(value: float | None, ci: list[float] | None) -> str | float | None:
+    """A figure with its 95% interval, as the tables show it: '0.972 [0.953, 0.987]'."""
+    if value is None or not ci:
+        return value
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def metrics_row(label: str, report: dict | None) -> list:
-    """One row of the comparison table: closed-set retrieval, then the open-set figures where evaluated."""
+    """One row of the comparison table: closed-set retrieval, then the open-set figures where evaluated, each with
+    its 95% bootstrap interval where the evaluation computed one."""
     if not report:
         return [label] + [None] * (len(METRIC_COLUMNS) - 1)
     o, u = report.get("open_set") or {}, report.get("unseen") or {}
-    return [label, report["precision@1"], report["precision@5"], report["precision@10"], report["mAP@10"],
-            report["queries"], report.get("gallery"), o.get("auroc"), report.get("calibration_error"),
-            o.get("false_confident"),
-            o.get("confident_when_right"), o.get("gap"), u.get("precision@1"),
-            (u.get("pretrained") or {}).get("precision@1")]
+    ci, oci = report.get("ci95") or {}, o.get("ci95") or {}
+    closed = [with_interval(report[k], ci.get(k)) for k in ("precision@1", "precision@5", "precision@10", "mAP@10")]
+    return [label, *closed, report["queries"], report.get("gallery"), with_interval(o.get("auroc"), oci.get("auroc")),
+            report.get("calibration_error"), with_interval(o.get("false_confident"), oci.get("false_confident")),
+            with_interval(o.get("confident_when_right"), oci.get("confident_when_right")), o.get("gap"),
+            u.get("precision@1"), (u.get("pretrained") or {}).get("precision@1")]
 
 
 def reliability_figure(reports: dict[str, dict]) -> go.Figure | None:

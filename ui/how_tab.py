@@ -19,8 +19,11 @@ def build(shared: Shared) -> Tab:
         if reliable is not None:
             gr.Plot(reliable, label="Reliability of the match confidence", elem_id="reliability")
             gr.Dataframe(value=view.metrics_table(), headers=METRIC_COLUMNS, interactive=False,
-                         label="Closed-set retrieval, then the open-set figures (landmarks left out)",
-                         elem_id="open-set-table")
+                         label="Closed-set retrieval, then the open-set figures (landmarks left out); "
+                               "[95% bootstrap interval over queries]", elem_id="open-set-table")
+        differences = text.differences(view.study)
+        if differences:
+            gr.Markdown(differences, elem_id="differences")
         curve = view.calibration_plot()
         if curve is not None:
             gr.Plot(curve, label="Distance-only calibration curves (the fallback)", elem_id="calibration")

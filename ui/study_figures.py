@@ -93,13 +93,22 @@ def class_bars(study: dict, metric: str = "precision@1") -> go.Figure | None:
     table = np.array(list(values.values()), dtype=np.float64)
     gap = np.nanmax(table, axis=0) - np.nanmin(table, axis=0)
     order = np.argsort(-gap, kind="stable")
-    fig = go.Figure([go.Bar(name=e, x=[names[i] for i in order], y=[v[i] for i in order],
+    tested = ((study.get("landmark_differences") or {}).get(metric) or {})
+    real = {lm for per_pair in tested.values() for lm, d in per_pair.items() if d["real"]}
+    shown = [names[i] + (" *" if names[i] in real else "") for i in order]
+    fig = go.Figure([go.Bar(name=e, x=shown, y=[v[i] for i in order],
                             marker_color=encoder_colour(e, j)) for j, (e, v) in enumerate(values.items())])
-    fig.update_layout(barmode="group", template="plotly_white", height=420, yaxis_range=[0, 1],
-                      margin={"l": 40, "r": 10, "t": 40, "b": 140}, xaxis_tickangle=-45,
+    title = f"{METRICS.get(metric, metric)} per landmark, largest gap between encoders first"
+    if tested:
+        tests = sum(len(per_pair) for per_pair in tested.values())
+        title += ("<br><sup>* a real difference between two encoders (paired test over the landmark's photos, "
+                  f"Benjamini-Hochberg over {tests} tests)</sup>" if real else
+                  f"<br><sup>no landmark's difference is real after correcting for {tests} tests (paired, "
+                  "Benjamini-Hochberg): the gaps are within sampling noise</sup>")
+    fig.update_layout(barmode="group", template="plotly_white", height=440, yaxis_range=[0, 1],
+                      margin={"l": 40, "r": 10, "t": 64 if tested else 40, "b": 140}, xaxis_tickangle=-45,
                       yaxis_title=f"{METRICS.get(metric, metric)} (test photos)",
-                      title={"text": f"{METRICS.get(metric, metric)} per landmark, largest gap between encoders first",
-                             "font": {"size": 14}})
+                      title={"text": title, "font": {"size": 14}})
     return fig
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from search import config
 from search.models.encoders import EncoderSpec
 from search.serving.engine import SearchEngine
-from search.study.compute import listed
+from search.study.compute import difference_sentence, listed
 from ui import api
 
 PREPARE_CMD = "python scripts/prepare_demo.py"
@@ -109,15 +109,42 @@ def no_gallery_yet(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
 def encoder_table(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
     """A Markdown table, one row per configured encoder: label, role, trunk and the embedding's measured dimension
     (from its loaded index; '-' for an encoder that is not loaded)."""
-    rows = ["| encoder | label | role | trunk | embedding |", "|---|---|---|---|---|"]
+    rows = ["| encoder | label | role | trunk | embedding | search |", "|---|---|---|---|---|---|"]
     for name, s in specs.items():
         b = engine.backends.get(name)
         label = b.encoder.label if b else f"{s.title} (unavailable)"
         trunk = ("its own CNN" if not s.uses_trunk else b.encoder.trunk.label if b
                  else s.trunk or f"the default ({config.DEFAULT_TRUNK})")
         dim = f"{b.index.embeddings.shape[1]}-d" if b else "-"
-        rows.append(f"| {name} | {label} | {s.role} ({ROLE_SHORT[s.role]}) | {trunk} | {dim} |")
+        rows.append(f"| {name} | {label} | {s.role} ({ROLE_SHORT[s.role]}) | {trunk} | {dim} | "
+                    f"{search_recipe(b.index.expansion if b else None, s.expansion)} |")
     return "\n".join(rows)
+
+
+def expansion_text(specs: Mapping[str, EncoderSpec]) -> str:
+    """How query expansion works, for the encoders configured with it (nothing when none is)."""
+    with_qe = [n for n, s in specs.items() if s.expansion]
+    if not with_qe:
+        return ""
+    return (f" {listed(with_qe)} search with *query expansion* (α-QE with "
+            "database-side augmentation, as the revisited Oxford and Paris benchmarks do): each gallery vector is "
+            "replaced, when the index is built, by the similarity-weighted mean of itself and its k nearest gallery "
+            "vectors; your photo is searched once, replaced by the weighted mean of itself and its top k hits "
+            "(weights: similarity to the power α), and searched again. The map of such an encoder shows its "
+            "augmented gallery.")
+
+
+def search_recipe(loaded: object | None, asked: tuple | None) -> str:
+    """'alpha-QE + DBA (k=5, alpha=3)' for an encoder searched with query expansion (as its index records it, else as
+    the encoders file asks), 'plain' otherwise."""
+    if loaded is not None:
+        k, alpha = loaded.k, loaded.alpha
+    elif asked:
+        d = dict(asked)
+        k, alpha = d.get("k", config.QUERY_EXPANSION.k), d.get("alpha", config.QUERY_EXPANSION.alpha)
+    else:
+        return "plain"
+    return f"α-QE + DBA (k={k}, α={float(alpha):g})"
 
 
 def fold_counts(specs: Mapping[str, EncoderSpec], cfg: config.OpenSetConfig = config.OPEN_SET) -> str:
@@ -144,7 +171,7 @@ def how_it_works(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
 
 **Search** is nearest-neighbour search by Euclidean distance on L2-normalised vectors (smaller *d* = more similar):
 exact for galleries of up to {config.EXACT_SEARCH_LIMIT:,} photos, approximate past that (FAISS
-{config.ANN_BACKEND}, its best {config.ANN_RERANK:,} candidates re-ranked exactly).
+{config.ANN_BACKEND}, its best {config.ANN_RERANK:,} candidates re-ranked exactly).{expansion_text(specs)}
 **The map** is a t-SNE projection of each encoder's gallery vectors, computed once when the index is built. t-SNE
 leaves a map's rotation and mirror arbitrary, so when the app loads the indexes it turns, mirrors, scales and shifts
 every encoder's map onto their consensus (generalised Procrustes): a photo sits in about the same place under every
@@ -200,3 +227,16 @@ DOMINOES_HINT = ("*Click a photo above, or a point on the map, to see its neighb
 def link_problem(reason: str) -> str:
     """The one message a link that cannot be opened gets."""
     return f"⚠️ **This link cannot be opened.** {reason}"
+
+
+def differences(study: dict | None) -> str:
+    """Whether the encoders' retrieval figures really differ: each pair, paired over the same test photos."""
+    said = [difference_sentence(*pair.split("|"), metric, d[metric])
+            for pair, d in ((study or {}).get("differences") or {}).items()
+            for metric in ("precision@1", "mAP@10") if metric in d]
+    if not said:
+        return ""
+    level = f"{config.BOOTSTRAP.level:.0%}"
+    return ("**Are the differences real?** Each pair of encoders on the same test photos: the difference, its "
+            f"{level} bootstrap interval ({config.BOOTSTRAP.resamples:,} resamples), and a paired sign-flip test "
+            f"(real when p < {1 - config.BOOTSTRAP.level:.2f}).\n\n" + "\n".join(f"- {s}" for s in said))

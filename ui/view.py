@@ -94,7 +94,7 @@ class GalleryView:
     def neighbours(self, encoder: str, k: int = config.STUDY.k) -> np.ndarray:
         """(N, k) rows of each gallery photo's k nearest photos under `encoder`, computed once, then kept."""
         if (encoder, k) not in self._neighbours:
-            self._neighbours[(encoder, k)] = knn(self.engine.backend(encoder).index.embeddings, k)
+            self._neighbours[(encoder, k)] = knn(self.engine.backend(encoder).index.ranked_vectors, k)
         return self._neighbours[(encoder, k)]
 
     def agreement_layer(self, a: str, b: str) -> str | None:
@@ -178,12 +178,13 @@ class GalleryView:
         except (TypeError, ValueError) as exc:
             raise gr.Error(f"top-k must be a whole number (got {top_k!r}).") from exc
 
-    def verdict(self, hits: list[Hit], encoder: str | None = None) -> str:
-        """One line on whether the best hit is a match, at this encoder's own threshold."""
+    def verdict(self, hits: list[Hit], encoder: str | None = None, compact: bool = False) -> str:
+        """One line on whether the best hit is a match, at this encoder's own threshold (`compact`: in a column
+        headed by the encoder, as on Compare)."""
         if self.private or encoder not in self.engine.backends:
             return verdict(hits, UNCALIBRATED_PRIVATE if self.private else None)
         b = self.engine.backends[encoder]
-        return verdict(hits, None, unreliable_note(b.encoder.label, b.index.eval_report()))
+        return verdict(hits, None, unreliable_note(b.encoder.label, b.index.eval_report(), compact))
 
     def row_of(self, encoder: str, path: str | None) -> int | None:
         """A gallery photo's row in the encoder's index (None for no photo)."""

@@ -12,7 +12,7 @@ from scripts.benchmarks.ports import free_port
 from scripts.benchmarks.report import row
 from search import config
 from search.index import GalleryIndex
-from search.indexing.writer import write_index
+from search.indexing.writer import IndexArrays, write_index
 from search.models.encoders import EncoderStore
 from search.photos.images import open_image
 from ui.server import launch
@@ -33,10 +33,9 @@ def synthetic_app_index(root: Path, store: EncoderStore, n: int, rng: np.random.
               "split": "train", "thumb": names[i % len(names)]} for i in range(n)]
     emb = bench.clustered_unit_vectors(n, enc.dim, clusters=50, seed=3)
     coords = (rng.standard_normal((n, 2)) * 20).astype(np.float32)
-    write_index(root, enc, emb, items, coords, {"split": "train", "dataset_root": "synthetic", "skipped": 0,
-                                                "dataset_fingerprint": "synthetic",
-                                                "classes": [f"Landmark {i}" for i in range(50)],
-                                                "class_folders": classes})
+    meta = {"split": "train", "dataset_root": "synthetic", "skipped": 0, "dataset_fingerprint": "synthetic",
+            "classes": [f"Landmark {i}" for i in range(50)], "class_folders": classes}
+    write_index(root, enc, IndexArrays(emb, coords), items, meta)
 
 
 def bench_end_to_end(weights: Path, tmp: Path, rng: np.random.Generator, n: int = 10) -> None:

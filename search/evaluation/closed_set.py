@@ -15,8 +15,9 @@ from search.indexing.encode_stage import Encoded, encode_local, encode_shared
 from search.models.encoders import Encoder, group_by_input
 from search.photos.folders import detect_layout, find_classes, list_items
 from search.retrieval.calibration import Calibration, fit_calibration, pair_distances
-from search.retrieval.metrics import confusions, per_class, retrieval_report
-from search.retrieval.rank import top_k
+from search.retrieval.expansion import ranked
+from search.retrieval.intervals import interval
+from search.retrieval.metrics import confusions, per_class, per_query, retrieval_report
 from search.storage import write_json
 
 
@@ -55,9 +56,16 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     q_emb, kept = encoded.embeddings, encoded.kept
     q_labels = np.array([queries[i][1].class_id for i in kept])
     g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])
-    idx, _ = top_k(q_emb, index.embeddings[gallery_rows], k)
+    whole = len(gallery_rows) == len(index.items)  # else the augmented gallery is recomputed on the train photos
+    idx, _ = ranked(q_emb, index.embeddings[gallery_rows], k, index.expansion, index.augmented if whole else None)
+    each = per_query(q_labels, g_labels[idx], g_labels, map_k=k)
     report = {"encoder": encoder.name, "label": encoder.label,
               **retrieval_report(q_labels, g_labels[idx], g_labels, map_k=k),
+              "ci95": {key: interval(v) for key, v in each.items()},
+              # each query's own figures, by its path: what a paired comparison of two encoders resamples
+              "per_query": {"query": [queries[i][1].path for i in kept],
+                            "landmark": [queries[i][1].class_name for i in kept],
+                            **{key: np.round(v, 4).tolist() for key, v in each.items()}},
               "gallery": int(len(gallery_rows)),
               "ms_per_query": round(1000 * (encode_seconds + time.perf_counter() - started) / max(len(kept), 1), 1),
               "encode_seconds": round(encode_seconds, 2),

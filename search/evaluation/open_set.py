@@ -36,6 +36,7 @@ from search.models.trunks import Trunk
 from search.photos.decode_cache import cache_dir_for
 from search.photos.folders import find_classes, list_items
 from search.photos.reader import PhotoReader
+from search.retrieval import expansion
 from search.retrieval.calibration import fit_calibration, pair_distances
 from search.retrieval.confidence import (
     BASE_FEATURES,
@@ -47,11 +48,12 @@ from search.retrieval.confidence import (
     fit_curve,
     hit_features,
     match_threshold,
+    open_set_intervals,
     open_set_report,
     reliability,
 )
+from search.retrieval.expansion import QueryExpansion, ranked
 from search.retrieval.metrics import retrieval_report
-from search.retrieval.rank import top_k
 from search.storage import write_json
 
 Log = Callable[[str], None]
@@ -105,12 +107,24 @@ def trunk_photos(trunk: Trunk, data_root: Path, split: str, classes: Sequence[st
                   [listing[i][1].path for i in kept], feats.float().numpy())
 
 
+@dataclass(frozen=True)
+class FoldSearch:
+    """How a fold's queries are searched: the hits kept, whether the confidence reads the trunk's distances, and
+    the encoder's query expansion (its augmented gallery recomputed on each fold's gallery, or it would leak the
+    landmarks held out)."""
+
+    k: int
+    trunk: bool = False
+    expansion: QueryExpansion | None = None
+
+
 def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, held_out: np.ndarray,
-              k: int, trunk: bool) -> FoldRun:
+              search: FoldSearch) -> FoldRun:
     """Rank every test photo against the train photos of the landmarks not held out; collect the evidence."""
+    k, trunk = search.k, search.trunk
     in_gallery = ~np.isin(train.labels, held_out)
     g_rows = np.flatnonzero(in_gallery)
-    idx, dist = top_k(test_emb, train_emb[g_rows], k)
+    idx, dist = ranked(test_emb, train_emb[g_rows], k, search.expansion)
     hit_labels = train.labels[g_rows][idx]
     trunk_d = None
     if trunk:
@@ -121,15 +135,18 @@ def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: 
     pair_d, pair_same = pair_distances(test_emb[present], train_emb[g_rows], test.labels[present], train.labels[g_rows])
     curve = fit_calibration(pair_d, pair_same)
     return FoldRun(held_out, hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
-                   curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent))
+                   curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent, search.expansion))
 
 
-def _unseen(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, absent: np.ndarray) -> dict:
+def _unseen(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, absent: np.ndarray,
+            qe: QueryExpansion | None = None) -> dict:
     """The left-out landmarks against the whole gallery: retrieval of landmarks this model never saw."""
     if not absent.any():
         return {}
-    idx, _ = top_k(test_emb[absent], train_emb, 10)
-    return retrieval_report(test.labels[absent], train.labels[idx], train.labels, map_k=10)
+    idx, _ = ranked(test_emb[absent], train_emb, 10, qe)
+    right = (train.labels[idx[:, 0]] == test.labels[absent]).astype(int)
+    return {**retrieval_report(test.labels[absent], train.labels[idx], train.labels, map_k=10),
+            "per_query": {"query": [r for r, a in zip(test.rel, absent) if a], "precision@1": right.tolist()}}
 
 
 def _fold_tag(held_out: np.ndarray, classes: Sequence[str], epochs: int, extra: str = "") -> str:
@@ -217,10 +234,11 @@ def evaluate_open_set(pairs: dict[str, tuple[Encoder, GalleryIndex | None]], dat
             features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
                                          log=lambda s: None)
         folds = fold_sets[cfg.scratch_folds if role == "scratch" else cfg.folds]
+        search = FoldSearch(cfg.k, role == "transfer", expansion.from_dict(encoder.expansion))
         runs = []
         for held_out in folds:
             train_emb, test_emb = _fold_embeddings(job, name, (train, test), held_out, trunk, features)
-            runs.append(_fold_run(train_emb, test_emb, train, test, held_out, cfg.k, role == "transfer"))
+            runs.append(_fold_run(train_emb, test_emb, train, test, held_out, search))
         results[name] = _summarise(job, name, runs, pairs[name], (train, test), time.perf_counter() - t0)
         log(f"open set: {name} done in {time.perf_counter() - t0:.0f} s")
     # the (first) trunk as it is on the very queries the trained encoders never saw: what "general" buys
@@ -289,7 +307,8 @@ def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[E
     p_all, c_all, a_all = (np.concatenate(v) for v in (p_folds, [r.same[:, 0] for r in runs], [r.absent for r in runs]))
     # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
     per_query = np.concatenate([np.full(len(p), t) for p, t in zip(p_folds, thresholds)])
-    after = {**open_set_report(p_all, c_all, a_all, per_query), "threshold": [round(t, 4) for t in thresholds]}
+    after = {**open_set_report(p_all, c_all, a_all, per_query), "threshold": [round(t, 4) for t in thresholds],
+             "ci95": open_set_intervals(p_all, c_all, a_all, per_query)}
     threshold = match_threshold(p_all[a_all])  # the app's: from every fold's held-out P
     published = np.round(p_all, 4)  # the calibration figures are those of the P eval.json keeps
     confidence = dataclasses.replace(recalibrated_confidence(runs, names, cfg.k, encoder.fingerprint),
@@ -326,8 +345,10 @@ def _mean_unseen(runs: Sequence[dict]) -> dict:
     n = sum(r.get("queries", 0) for r in runs)
     if not n:
         return {}
+    each = [r["per_query"] for r in runs if r]
     return {key: round(sum(r[key] * r["queries"] for r in runs if r) / n, 4)
-            for key in ("precision@1", "mAP@10")} | {"queries": n}
+            for key in ("precision@1", "mAP@10")} | {"queries": n, "per_query": {
+                key: [v for e in each for v in e[key]] for key in ("query", "precision@1")}}
 
 
 def save_open_set(result: OpenSetResult, index: GalleryIndex, eval_path: Path) -> None:

@@ -14,9 +14,10 @@ from search.errors import DatasetError, LandmarkError
 from search.index import GalleryIndex, load_index, thumbs_dir
 from search.indexing.encode_stage import Encoded, Vectors, encode_shared
 from search.indexing.ray_engine import encode_ray
-from search.indexing.writer import remove_stale_temp_files, write_index
+from search.indexing.writer import IndexArrays, remove_stale_temp_files, write_index
 from search.models.encoders import Encoder, group_by_input
 from search.photos.folders import display_name, fingerprint_files, gallery_items
+from search.retrieval import expansion
 from search.retrieval.projection import tsne_2d
 
 ENGINES = config.INDEX_ENGINES
@@ -56,14 +57,19 @@ def _write(encoder: Encoder, enc: Encoded, listing: Listing, index_root: Path, s
         raise DatasetError(f"None of the {len(pairs)} images under {listing.data_root} could be decoded.")
     items = [{**asdict(pairs[i][1]), "thumb": name} for i, name in zip(enc.kept, enc.thumbs)]
     t = time.perf_counter()
-    coords = tsne_2d(enc.embeddings, cfg.tsne)
+    qe = expansion.from_dict(encoder.expansion)
+    augmented = qe.augment(enc.embeddings) if qe else None  # what a search with query expansion ranks
+    coords = tsne_2d(enc.embeddings if augmented is None else augmented, cfg.tsne)
     stages = {**enc.stages, "map": time.perf_counter() - t}
     meta = {"split": listing.split, "dataset_root": str(listing.data_root), "skipped": len(pairs) - len(enc.kept),
             "dataset_fingerprint": fingerprint_files(listing.data_root, [p[1] for p in pairs]),
             "classes": [display_name(c) for c in listing.classes], "class_folders": listing.classes,
             "build_seconds": round(seconds + stages["map"], 1),
             "build": {"engine": cfg.engine, "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}}
-    return load_index(write_index(index_root, encoder, enc.embeddings, items, coords, meta, cfg.float16), encoder)
+    if qe:
+        meta["query_expansion"] = qe.to_dict()
+    arrays = IndexArrays(enc.embeddings, coords, augmented)
+    return load_index(write_index(index_root, encoder, arrays, items, meta, cfg.float16), encoder)
 
 
 def build_indexes(encoders: Sequence[Encoder], data_root: Path, split: str, index_root: Path,

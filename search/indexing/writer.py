@@ -9,12 +9,23 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from search import config
-from search.index import CHECKED_FILES, COORDS, EMBEDDINGS, MANIFEST, METADATA, index_path, manifest_checksum, recover
+from search.index import (
+    AUGMENTED,
+    CHECKED_FILES,
+    COORDS,
+    EMBEDDINGS,
+    MANIFEST,
+    METADATA,
+    index_path,
+    manifest_checksum,
+    recover,
+)
 from search.models.encoders import Encoder
 from search.storage import atomic_path, sha256_file, write_json
 
@@ -55,9 +66,20 @@ def swap_into_place(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, items: list[dict],
-                coords: np.ndarray, meta: dict, float16: bool = False) -> Path:
+@dataclass(frozen=True)
+class IndexArrays:
+    """An index's arrays: the gallery's unit vectors, its 2-D map and, for an encoder with query expansion, the
+    gallery as that search ranks it (stored, so that a search costs one extra matrix product)."""
+
+    embeddings: np.ndarray
+    coords: np.ndarray
+    augmented: np.ndarray | None = None
+
+
+def write_index(index_root: Path, encoder: Encoder, arrays: IndexArrays, items: list[dict], meta: dict,
+                float16: bool = False) -> Path:
     """Write arrays + metadata + manifest into a temp dir and swap it in as `index_root/<encoder>/`."""
+    embeddings, coords, augmented = arrays.embeddings, arrays.coords, arrays.augmented
     index_root = Path(index_root)
     final = index_path(index_root, encoder.name)
     for stale in index_root.glob(f".{encoder.name}.new-*"):
@@ -66,6 +88,10 @@ def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, item
     try:
         np.save(tmp / EMBEDDINGS, embeddings.astype(np.float16 if float16 else np.float32))
         np.save(tmp / COORDS, coords.astype(np.float32))
+        checked = CHECKED_FILES
+        if augmented is not None:
+            np.save(tmp / AUGMENTED, augmented.astype(np.float16 if float16 else np.float32))
+            checked = (*CHECKED_FILES, AUGMENTED)
         (tmp / METADATA).write_text(json.dumps(items))
         manifest = {
             "schema_version": config.INDEX_SCHEMA_VERSION,
@@ -74,7 +100,7 @@ def write_index(index_root: Path, encoder: Encoder, embeddings: np.ndarray, item
             "dtype": "float16" if float16 else "float32", "thumbnails": config.THUMBNAIL_DIRNAME,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **meta,
-            "files": {name: sha256_file(tmp / name) for name in CHECKED_FILES},
+            "files": {name: sha256_file(tmp / name) for name in checked},
         }
         manifest["checksum"] = manifest_checksum(manifest)
         write_json(manifest, tmp / MANIFEST)

@@ -18,7 +18,8 @@ from search.errors import LandmarkError
 ENV = "LANDMARK_ENCODERS"
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "encoders.toml"
 ROLES = ("scratch", "frozen", "transfer")
-KEYS = {"role", "trunk", "weights", "label", "description", "epochs"}
+KEYS = {"role", "trunk", "weights", "label", "description", "epochs", "query_expansion", "qe_k", "qe_alpha"}
+EXPANSIONS = ("aqe",)  # alpha-QE with database-side augmentation (search/retrieval/expansion.py)
 NAME = re.compile(r"[a-z0-9_]{1,40}")  # a folder name, an API value and a CSS id alike
 
 
@@ -37,6 +38,26 @@ class EncoderEntry:
     label: str | None = None
     description: str | None = None
     epochs: int | None = None
+    expansion: tuple[tuple[str, object], ...] | None = None  # ("kind", "aqe"), and k / alpha when given
+
+
+def _expansion(name: str, table: dict, where: str) -> tuple[tuple[str, object], ...] | None:
+    """The query expansion an entry asks for, checked: a known kind; qe_k a whole number >= 1; qe_alpha 0 to 100."""
+    kind = table.get("query_expansion")
+    if kind is None:
+        if "qe_k" in table or "qe_alpha" in table:
+            raise EncoderFileError(f"{where}: [{name}] qe_k and qe_alpha need query_expansion = \"aqe\".")
+        return None
+    if kind not in EXPANSIONS:
+        raise EncoderFileError(f"{where}: [{name}] query_expansion {kind!r} is not one of {', '.join(EXPANSIONS)} "
+                               "(alpha-QE with database-side augmentation).")
+    k, alpha = table.get("qe_k"), table.get("qe_alpha")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise EncoderFileError(f"{where}: [{name}] qe_k must be a whole number of at least 1 (got {k!r}).")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 100):
+        raise EncoderFileError(f"{where}: [{name}] qe_alpha must be a number from 0 to 100 (got {alpha!r}).")
+    return (("kind", kind),) + ((("k", k),) if k is not None else ()) + \
+        ((("alpha", float(alpha)),) if alpha is not None else ())
 
 
 def _entry(name: str, table: object, where: str) -> EncoderEntry:
@@ -61,7 +82,8 @@ def _entry(name: str, table: object, where: str) -> EncoderEntry:
                                or role == "frozen"):
         raise EncoderFileError(f"{where}: [{name}] epochs must be a whole number of at least 1, for a trained role.")
     weights = Path(table["weights"]).expanduser() if "weights" in table else None
-    return EncoderEntry(name, role, table.get("trunk"), weights, table.get("label"), table.get("description"), epochs)
+    return EncoderEntry(name, role, table.get("trunk"), weights, table.get("label"), table.get("description"), epochs,
+                        _expansion(name, table, where))
 
 
 def read_encoder_file(path: Path) -> list[EncoderEntry]:

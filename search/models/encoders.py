@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class Encoder:
         self.fingerprint, self.transform = fingerprint, transform
         self.trunk, self.head, self.classes = trunk, head.embed if head is not None else (lambda f: f), list(classes)
         self.recipe: dict | None = None  # set by EncoderStore.load
+        self.expansion: dict | None = None  # {"kind": "aqe", "k"?, "alpha"?}: set by EncoderSpec.build
         self.device: torch.device | None = None  # where `to` last put it (None: where it was built)
         self._embed = net.embed if net is not None else (lambda x: self.head(self.trunk(x)))
         self.modules = [m for m in (net, trunk, head) if isinstance(m, nn.Module)]
@@ -234,6 +236,7 @@ class EncoderSpec:
     label: str | None = None        # None: made from the name, role and trunk when built
     about: str | None = None        # None: the role's description
     train_epochs: int | None = None  # None: the role's default
+    expansion: tuple[tuple[str, object], ...] | None = None  # the encoders file's query expansion (None: none)
 
     @property
     def kind(self) -> Role:
@@ -268,7 +271,13 @@ class EncoderSpec:
         return self.kind.trained
 
     def build(self, ckpt_path: Path | None, trunk: Trunk | None) -> Encoder:
-        return self.kind.build(self, ckpt_path, trunk)
+        encoder = self.kind.build(self, ckpt_path, trunk)
+        if self.expansion:  # the same network, searched with query expansion: an index of its own
+            encoder.expansion = dict(self.expansion)
+            encoder.fingerprint = combine(encoder.fingerprint, json.dumps(encoder.expansion, sort_keys=True))
+            if not self.label:
+                encoder.label += " + query expansion"
+        return encoder
 
 
 class Registry(Mapping[str, EncoderSpec]):
@@ -311,7 +320,8 @@ def use_encoders(path: Path | str | None = None) -> Path:
         if e.role != "scratch" and trunks.setdefault(e.trunk, e.weights) != e.weights:
             raise EncoderFileError(f"{chosen}: two encoders use trunk {e.trunk or 'the default'} with different "
                                    "weights; give one of them as file:<TorchScript path> instead.")
-    REGISTRY.use(chosen, {e.name: EncoderSpec(e.name, e.role, e.trunk, e.weights, e.label, e.description, e.epochs)
+    REGISTRY.use(chosen, {e.name: EncoderSpec(e.name, e.role, e.trunk, e.weights, e.label, e.description, e.epochs,
+                                                      e.expansion)
                           for e in entries})
     return chosen
 

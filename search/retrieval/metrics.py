@@ -28,6 +28,16 @@ def average_precision_at_k(rel: np.ndarray, n_relevant: np.ndarray, k: int) -> n
     return np.where(denom > 0, (prec * r).sum(axis=1) / np.maximum(denom, 1), 0.0)
 
 
+def per_query(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray, gallery_labels: np.ndarray,
+              ks: tuple[int, ...] = (1, 5, 10), map_k: int = 10) -> dict[str, np.ndarray]:
+    """Each query's own P@k and AP@map_k (the figures are their means; their intervals come from resampling them)."""
+    rel = relevance(query_labels, ranked_gallery_labels)
+    counts = np.bincount(np.asarray(gallery_labels), minlength=int(np.max(query_labels, initial=0)) + 1)
+    out = {f"precision@{k}": rel[:, :k].sum(axis=1) / k for k in ks}
+    out[f"mAP@{map_k}"] = average_precision_at_k(rel, counts[np.asarray(query_labels)], map_k)
+    return out
+
+
 def retrieval_report(query_labels: np.ndarray, ranked_gallery_labels: np.ndarray,
                      gallery_labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10), map_k: int = 10) -> dict:
     """P@k for each k and mAP@map_k; a query's relevant items are the gallery items of its class."""

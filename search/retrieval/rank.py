@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from search import config
 from search.retrieval import ann
+
+if TYPE_CHECKING:  # expansion imports top_k from here
+    from search.retrieval.expansion import QueryExpansion
 
 
 def top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,8 +43,9 @@ class Searcher:
     (OpenBLAS) product between two forward passes made the next forward ~30% slower.
     """
 
-    def __init__(self, gallery: np.ndarray, backend: str | None = None):
+    def __init__(self, gallery: np.ndarray, backend: str | None = None, expansion: QueryExpansion | None = None):
         self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+        self.expansion = expansion  # `gallery` is then the augmented one: a query is expanded by a first search
         self._gallery_t = torch.from_numpy(self.gallery)
         self.backend = backend or (config.ANN_BACKEND if len(gallery) > config.EXACT_SEARCH_LIMIT else "exact")
         self._ann = None
@@ -55,6 +61,12 @@ class Searcher:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, distances), nearest first."""
+        if self.expansion is not None:
+            first, _ = self._search(queries, self.expansion.k)
+            queries = self.expansion.expand(queries, self.gallery, first)
+        return self._search(queries, k)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._ann is None:
             return self._exact(queries, k)
         return self._ann.search(queries, min(int(k), len(self.gallery)))

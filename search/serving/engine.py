@@ -58,7 +58,7 @@ def open_backend(store: EncoderStore, index_root: Path, name: str, encoder: Enco
     manifest = read_manifest(path)
     encoder = encoder or store.load(name, trunk=manifest.get("trunk"))
     index = load_index(path, encoder)
-    return Backend(encoder, index, Searcher(index.embeddings))
+    return Backend(encoder, index, Searcher(index.ranked_vectors, expansion=index.expansion))
 
 
 class SearchEngine:

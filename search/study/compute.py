@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from search import config
+from search.retrieval.intervals import adjust, paired_difference
 
 
 def knn(vectors: np.ndarray, k: int = config.STUDY.k, block: int = 2048) -> np.ndarray:
@@ -80,7 +81,9 @@ def separation(vectors: np.ndarray, labels: np.ndarray, neighbours: np.ndarray,
     sil = silhouette_score(vectors, labels, metric="cosine", sample_size=sample, random_state=seed)
     votes = labels[neighbours]
     predicted = np.array([_majority(v) for v in votes])
-    return {"silhouette": round(float(sil), 4), "knn_accuracy": round(float((predicted == labels).mean()), 4)}
+    correct = predicted == labels
+    return {"silhouette": round(float(sil), 4), "knn_accuracy": round(float(correct.mean()), 4),
+            "knn_correct": correct.astype(int).tolist()}  # per photo, for a paired test between encoders
 
 
 def _majority(votes: np.ndarray) -> int:
@@ -134,9 +137,65 @@ def colour_histogram(image, bins: tuple[int, int, int] = (8, 4, 4)) -> np.ndarra
     return (v / max(np.linalg.norm(v), 1e-12)).astype(np.float32)
 
 
-def colour_agreement(neighbours: dict[str, np.ndarray], colour_neighbours: np.ndarray) -> dict[str, float]:
-    """Per encoder, the mean Jaccard of its k-NN sets with the colour histogram's."""
-    return {n: round(float(jaccard(nb, colour_neighbours).mean()), 4) for n, nb in neighbours.items()}
+def colour_agreement(neighbours: dict[str, np.ndarray], colour_neighbours: np.ndarray) -> dict[str, list[float]]:
+    """Per encoder, the Jaccard of each photo's k-NN set with the colour histogram's."""
+    return {n: np.round(jaccard(nb, colour_neighbours), 4).tolist() for n, nb in neighbours.items()}
+
+
+def _paired(a: dict, b: dict, metric: str, only: str | None = None) -> dict | None:
+    """Two encoders' per-query values of `metric` over the queries both evaluated (of one landmark, if `only`)."""
+    where = {q: i for i, q in enumerate(b["query"])}
+    common = [(i, where[q]) for i, q in enumerate(a["query"]) if q in where
+              and (only is None or a["landmark"][i] == only)]
+    if len(common) < 2:
+        return None
+    ia, ib = map(list, zip(*common))
+    return paired_difference(np.asarray(a[metric])[ia], np.asarray(b[metric])[ib])
+
+
+def retrieval_differences(per_query: dict[str, dict], metrics: Sequence[str] = ("precision@1", "mAP@10")) -> dict:
+    """Per encoder pair "a|b" and metric: a minus b on the test photos both searched, with its interval and paired
+    test (`search.retrieval.intervals.paired_difference`)."""
+    out = {}
+    for a, b in itertools.combinations(per_query, 2):
+        diffs = {m: _paired(per_query[a], per_query[b], m) for m in metrics}
+        out[f"{a}|{b}"] = {m: d for m, d in diffs.items() if d is not None}
+    return out
+
+
+def landmark_differences(per_query: dict[str, dict], metric: str) -> dict:
+    """Per encoder pair "a|b" and landmark: a minus b on that landmark's test photos, its p-value adjusted over the
+    pair's landmarks (Benjamini-Hochberg), and `real` only when the adjusted p passes."""
+    out = {}
+    for a, b in itertools.combinations(per_query, 2):
+        landmarks = sorted(set(per_query[a]["landmark"]))
+        diffs = {lm: _paired(per_query[a], per_query[b], metric, only=lm) for lm in landmarks}
+        diffs = {lm: d for lm, d in diffs.items() if d is not None}
+        for (lm, d), q in zip(diffs.items(), adjust([d["p"] for d in diffs.values()])):
+            diffs[lm] = {**d, "p_adjusted": q, "real": q < 1 - config.BOOTSTRAP.level}
+        out[f"{a}|{b}"] = diffs
+    return out
+
+
+def _points(d: dict) -> str:
+    """A difference of shares in percentage points with its interval: '+0.6 pts [-0.9, +2.2]'."""
+    lo, hi = d["ci95"]
+    return f"{100 * d['difference']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def p_text(p: float) -> str:
+    """A p-value as words, never finer than the resamples can tell."""
+    return "p < 0.001" if p <= 0.001 else f"p = {p:.2g}"
+
+
+def difference_sentence(a: str, b: str, metric: str, d: dict) -> str:
+    """'transfer vs pretrained P@1: +0.6 pts [-0.9, +2.2], not a real difference on 318 photos', the encoder ahead
+    named first."""
+    if d["difference"] < 0:
+        a, b = b, a
+        d = {**d, "difference": -d["difference"], "ci95": [-d["ci95"][1], -d["ci95"][0]]}
+    verdict = f"a real difference ({p_text(d['p'])})" if d["real"] else "not a real difference"
+    return f"{a} vs {b} {METRIC_NAMES.get(metric, metric)}: {_points(d)}, {verdict} on {d['queries']} photos"
 
 
 def listed(items: Sequence[str]) -> str:
@@ -144,48 +203,129 @@ def listed(items: Sequence[str]) -> str:
     return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
 
 
+METRIC_NAMES = {"precision@1": "P@1", "mAP@10": "mAP@10"}
+
+
+def _diff_text(d: dict, share: bool = True) -> str:
+    """A paired difference as words: '+2.5 pts [+0.9, +4.1], p = 0.002' (shares) or '+0.031 [...]' (other values)."""
+    if share:
+        return f"{_points(d)}, {p_text(d['p'])}"
+    lo, hi = d["ci95"]
+    return f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], {p_text(d['p'])}"
+
+
+def _leader(means: dict[str, float], per_item: dict[str, Sequence[float]] | None,
+            share: bool = True) -> tuple[str, str, dict | None]:
+    """The encoder with the highest mean, the runner-up, and their paired test on the same items (None without the
+    per-item values: then nothing may be claimed about who leads)."""
+    top, second = sorted(means, key=means.get, reverse=True)[:2]
+    if not per_item or top not in per_item or second not in per_item:
+        return top, second, None
+    return top, second, paired_difference(np.asarray(per_item[top], np.float64),
+                                          np.asarray(per_item[second], np.float64))
+
+
+def _colour_finding(study: dict) -> str | None:
+    colour = study.get("colour_agreement") or {}
+    if len(colour) < 2:
+        return None
+    top, second, d = _leader(colour, study.get("colour_per_photo"))
+    values = ", ".join(f"{n} {v:.2f}" for n, v in colour.items())
+    if d is None or not d["real"]:
+        tested = "" if d is None else f"; {top} vs {second}: {_diff_text(d, share=False)}, not a real difference"
+        return (f"Colour and mood: the encoders' 10 nearest neighbours overlap with those of a plain colour histogram "
+                f"by a Jaccard of {values}{tested}.")
+    return (f"**{top}** follows colour and mood most: its 10 nearest neighbours overlap with those of a plain colour "
+            f"histogram by a Jaccard of {colour[top]:.2f} ({values}; {top} vs {second}: "
+            f"{_diff_text(d, share=False)}).")
+
+
+def _separation_finding(study: dict) -> str | None:
+    sep = study.get("separation") or {}
+    if len(sep) < 2:
+        return None
+    trained = [n for n in sep if (study.get("trained") or {}).get(n)]
+    own = f" For {listed(trained)} these are their own training photos." if trained else ""
+    per_photo = {n: s["knn_correct"] for n, s in sep.items() if "knn_correct" in s}
+    top, second, d = _leader({n: s["knn_accuracy"] for n, s in sep.items()}, per_photo)
+    values = ", ".join(f"{n} {s['knn_accuracy']:.0%} (silhouette {s['silhouette']:.2f})" for n, s in sep.items())
+    if d is None or not d["real"]:
+        tested = "" if d is None else f"; {top} vs {second}: {_diff_text(d)}, not a real difference"
+        return (f"Grouping by landmark, the share of gallery photos whose landmark most of their 10 neighbours show: "
+                f"{values}{tested}.{own}")
+    return (f"**{top}** groups the photos by landmark best: {values} of gallery photos share the landmark most of "
+            f"their 10 neighbours show ({top} vs {second}: {_diff_text(d)}).{own}")
+
+
+def _unseen_finding(study: dict) -> str | None:
+    unseen = {n: u for n, u in (study.get("unseen") or {}).items() if u}
+    if len(unseen) < 2:
+        return None
+    untrained = {n for n, u in unseen.items() if u.get("trained") is False}
+    parts = ", ".join(f"{n} {u['unseen']:.0%} " + ("(trained on no landmark)" if n in untrained else
+                                                  f"(on the landmarks it trained on: {u['seen']:.0%})")
+                      for n, u in unseen.items())
+    said = f"On landmarks left out of training, P@1 is {parts}"
+    per_query = {n: u["per_query"] for n, u in unseen.items() if "per_query" in u}
+    if len(per_query) < 2:
+        return said + "."
+    best, second = sorted(unseen, key=lambda n: unseen[n]["unseen"], reverse=True)[:2]
+    d = _paired(per_query[best], per_query[second], "unseen") if best in per_query and second in per_query else None
+    if d is not None and d["real"]:
+        said += f": **{best}** generalises best ({best} vs {second}: {_diff_text(d)})"
+    elif d is not None:
+        said += f"; {best} vs {second}: {_diff_text(d)}, not a real difference"
+    lost = {n: {**q, "lost": (np.asarray(q["seen"]) - np.asarray(q["unseen"])).tolist()} for n, q in per_query.items()}
+    drop, runner = sorted(lost, key=lambda n: unseen[n]["seen"] - unseen[n]["unseen"], reverse=True)[:2]
+    d = _paired(lost[drop], lost[runner], "lost")
+    if d is not None and d["real"] and unseen[drop]["seen"] > unseen[drop]["unseen"]:
+        said += (f". **{drop}** loses the most ({100 * (unseen[drop]['seen'] - unseen[drop]['unseen']):.0f} points; "
+                 f"vs {runner}'s loss: {_diff_text(d)}), so what it learned is tied to the landmarks it saw")
+    return said + "."
+
+
+def _retrieval_findings(study: dict) -> list[str]:
+    out = []
+    for metric in ("precision@1", "mAP@10"):
+        said = [difference_sentence(*pair.split("|"), metric, diffs[metric])
+                for pair, diffs in (study.get("differences") or {}).items() if metric in diffs]
+        if said:
+            out.append("Test photos, paired over the same queries: " + "; ".join(said) + ".")
+    return out
+
+
+def _agreement_finding(study: dict) -> str | None:
+    pairs = study.get("agreement") or {}
+    if len(pairs) < 2:
+        return None
+    means = {p: v["mean"] for p, v in pairs.items()}
+    hi, lo = max(means, key=means.get), min(means, key=means.get)
+    d = paired_difference(np.asarray(pairs[hi]["per_photo"]), np.asarray(pairs[lo]["per_photo"])) \
+        if "per_photo" in pairs[hi] and "per_photo" in pairs[lo] else None
+    values = ", ".join(f"{p.replace('|', ' and ')} {v:.2f}" for p, v in means.items())
+    if d is None or not d["real"]:
+        return f"How much the encoders' neighbourhoods overlap (mean 10-NN Jaccard): {values}."
+    return (f"The encoders see different neighbourhoods: {hi.replace('|', ' and ')} agree most (mean Jaccard "
+            f"{pairs[hi]['mean']:.2f}), {lo.replace('|', ' and ')} least ({pairs[lo]['mean']:.2f}; "
+            f"{_diff_text(d, share=False)}).")
+
+
 def findings(study: dict) -> list[str]:
     """Sentences stating what the numbers show: which encoder follows colour, which the landmark, which
-    generalises, which maps can be trusted. Each names its figures; none is written without them."""
-    out = []
-    colour = study.get("colour_agreement") or {}
-    if len(colour) > 1:
-        top, second = sorted(colour, key=colour.get, reverse=True)[:2]
-        rest = ", ".join(f"{n} {v:.2f}" for n, v in colour.items() if n != top)
-        how = "slightly more than the others" if colour[top] < 1.2 * colour[second] else "most"
-        out.append(f"**{top}** follows colour and mood {how}: its 10 nearest neighbours overlap with those of a "
-                   f"plain colour histogram by a Jaccard of {colour[top]:.2f} ({rest}).")
-    sep = study.get("separation") or {}
-    trained = [n for n in sep if (study.get("trained") or {}).get(n)]
-    if len(sep) > 1:
-        top = max(sep, key=lambda n: sep[n]["knn_accuracy"])
-        rest = ", ".join(f"{n} {s['knn_accuracy']:.0%}" for n, s in sep.items() if n != top)
-        out.append(f"**{top}** groups the photos by landmark best: {sep[top]['knn_accuracy']:.0%} of gallery photos "
-                   f"share the landmark most of their 10 neighbours show (silhouette {sep[top]['silhouette']:.2f}; "
-                   f"{rest})." + (f" For {listed(trained)} these are their own training photos." if trained else ""))
-    unseen = {n: u for n, u in (study.get("unseen") or {}).items() if u}
-    if len(unseen) > 1:
-        best = max(unseen, key=lambda n: unseen[n]["unseen"])
-        drop = min(unseen, key=lambda n: unseen[n]["unseen"] - unseen[n]["seen"])
-        untrained = {n for n, u in unseen.items() if u.get("trained") is False}
-        parts = ", ".join(f"{n} {u['unseen']:.0%} " + ("(trained on no landmark)" if n in untrained else
-                                                      f"(on the landmarks it trained on: {u['seen']:.0%})")
-                          for n, u in unseen.items())
-        out.append(f"On landmarks left out of training, P@1 is {parts}: **{best}** generalises best, and **{drop}** "
-                   f"loses the most ({100 * (unseen[drop]['seen'] - unseen[drop]['unseen']):.0f} points), so what it "
-                   "learned is tied to the landmarks it saw.")
-    pairs = study.get("agreement") or {}
-    if pairs:
-        lo = min(pairs, key=lambda p: pairs[p]["mean"])
-        hi = max(pairs, key=lambda p: pairs[p]["mean"])
-        out.append(f"The encoders see different neighbourhoods: {hi.replace('|', ' and ')} agree most (mean Jaccard "
-                   f"{pairs[hi]['mean']:.2f}), {lo.replace('|', ' and ')} least ({pairs[lo]['mean']:.2f}).")
+    generalises, how far apart their retrieval is, which maps can be trusted. Each names its figures; a claim that
+    one encoder does better is written only when a paired test over the same photos or queries says the difference
+    is real (`search.retrieval.intervals`)."""
+    out = [f for f in (_colour_finding(study), _separation_finding(study), _unseen_finding(study)) if f]
+    out += _retrieval_findings(study)
+    agreement = _agreement_finding(study)
+    if agreement:
+        out.append(agreement)
     maps = study.get("maps") or {}
     if maps:
-        worst = min(maps, key=lambda n: maps[n]["knn_preserved"])
-        out.append(f"Read the maps with care: on the least faithful ({worst}), {maps[worst]['knn_preserved']:.0%} of a "
-                   f"photo's 10 embedding neighbours are among its 10 map neighbours (trustworthiness "
-                   f"{maps[worst]['trustworthiness']:.2f}).")
+        kept = ", ".join(f"{n} {m['knn_preserved']:.0%} (trustworthiness {m['trustworthiness']:.2f})"
+                         for n, m in maps.items())
+        out.append(f"Read the maps with care: of a photo's 10 embedding neighbours, each map keeps among its 10 map "
+                   f"neighbours {kept}.")
     return out
 
 

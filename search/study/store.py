@@ -16,7 +16,15 @@ from search.index import EVAL, GalleryIndex
 from search.models.encoders import REGISTRY
 from search.photos.images import open_image
 from search.storage import sha256_file, write_json
-from search.study.compute import colour_agreement, colour_histogram, findings, knn, study
+from search.study.compute import (
+    colour_agreement,
+    colour_histogram,
+    findings,
+    knn,
+    landmark_differences,
+    retrieval_differences,
+    study,
+)
 
 FOLDER, DATA, MANIFEST = "study", "study.json", "manifest.json"
 SCHEMA = 1
@@ -46,14 +54,15 @@ def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambd
     each index's evaluation, its per-landmark figures, confusions and retrieval of unseen landmarks."""
     started = time.perf_counter()
     labelled = all(len(i.manifest.get("classes") or []) > 1 for i in indexes.values())
-    result = study({n: i.embeddings for n, i in indexes.items()}, {n: i.coords for n, i in indexes.items()},
+    result = study({n: i.ranked_vectors for n, i in indexes.items()}, {n: i.coords for n, i in indexes.items()},
                    {n: [it["path"] for it in i.items] for n, i in indexes.items()},
                    {n: np.array([it["class_id"] for it in i.items]) for n, i in indexes.items()} if labelled else None)
     first = next(iter(indexes.values()))
     rows = {it["path"]: r for r, it in enumerate(first.items)}
     colour = np.stack([colour_histogram(open_image(first.thumbnail_path(rows[p]))) for p in result["photos"]])
-    result["colour_agreement"] = colour_agreement({n: np.array(v) for n, v in result["neighbours"].items()},
+    result["colour_per_photo"] = colour_agreement({n: np.array(v) for n, v in result["neighbours"].items()},
                                                   knn(colour, result["k"]))
+    result["colour_agreement"] = {n: round(float(np.mean(v)), 4) for n, v in result["colour_per_photo"].items()}
     reports = {n: i.eval_report() or {} for n, i in indexes.items()}
     result["classes"] = {n: r["by_class"] for n, r in reports.items() if "by_class" in r}
     result["confusions"] = {n: r["confusions"] for n, r in reports.items() if "confusions" in r}
@@ -64,10 +73,29 @@ def compute(indexes: dict[str, GalleryIndex], log: Callable[[str], None] = lambd
                  and not result["trained"][n]):
         p1 = reports[name]["precision@1"]  # never trained on any landmark: every one is unseen to it
         result["unseen"][name] = {"seen": p1, "unseen": p1, "trained": False}
+    _unseen_per_query(result["unseen"], reports)
+    per_query = {n: r["per_query"] for n, r in reports.items() if "per_query" in r}
+    result["differences"] = retrieval_differences(per_query)
+    result["landmark_differences"] = {m: landmark_differences(per_query, m) for m in ("precision@1", "mAP@10")}
     result["findings"] = findings(result)
     result["seconds"] = round(time.perf_counter() - started, 2)
     log(f"study of {len(indexes)} indexes, {len(result['photos'])} photos: {result['seconds']} s")
     return result
+
+
+def _unseen_per_query(unseen: dict[str, dict], reports: dict[str, dict]) -> None:
+    """Each encoder's P@1 per test photo on landmarks it saw and on those left out of its training (the same photos,
+    by path): what tells whether one generalises better than another."""
+    for name, u in unseen.items():
+        closed = reports[name].get("per_query")
+        left_out = (reports[name].get("unseen") or {}).get("per_query") if u["trained"] else closed
+        if not closed or not left_out:
+            continue
+        seen = dict(zip(closed["query"], closed["precision@1"]))
+        queries = [q for q in left_out["query"] if q in seen]
+        unseen_of = dict(zip(left_out["query"], left_out["precision@1"]))
+        u["per_query"] = {"query": queries, "seen": [seen[q] for q in queries],
+                          "unseen": [unseen_of[q] for q in queries]}
 
 
 def save(index_root: Path, result: dict, deps: dict[str, dict]) -> Path:

@@ -135,6 +135,9 @@ def test_an_isotonic_curve_recalibrates_a_score_that_says_more_than_it_knows():
     curve = fit_curve(said[:10000], right[:10000])
     assert calibration_error(curve(said[10000:]), right[10000:]) < 0.02
     np.testing.assert_allclose(curve(np.array([0.5, 0.8])), [0.125, 0.512], atol=0.06)
+    # twenty right answers and twenty wrong ones, perfectly separated: 98% and 2%, never a certainty it did not see
+    sure = fit_curve(np.r_[np.zeros(20), np.ones(20)], np.r_[np.zeros(20), np.ones(20)])
+    np.testing.assert_allclose(sure(np.array([0.0, 1.0])), [0.5 / 21, 20.5 / 21])
 
 
 def _synthetic_run(rng: np.random.Generator, queries: int = 600, k: int = 10) -> FoldRun:

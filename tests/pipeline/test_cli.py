@@ -38,6 +38,14 @@ def test_train_build_query_evaluate(tmp_path):
     assert report["queries"] == n_test and {"precision@1", "precision@5", "precision@10", "mAP@10"} <= report.keys()
     assert json.loads((idx / "scratch" / "eval.json").read_text())["mAP@10"] == report["mAP@10"]
     assert report["open_set"]["queries_absent"] == n_test and "unseen" in report  # the open-set evaluation, by default
+    # every figure with its 95% interval, in the line and in eval.json; the per-query values stay in the file
+    for key in ("precision@1", "precision@5", "mAP@10"):
+        lo, hi = report["ci95"][key]
+        assert lo <= report[key] <= hi
+    assert set(report["open_set"]["ci95"]) == {"auroc", "false_confident", "confident_when_right"}
+    assert "per_query" not in report and "out_of_fold" not in report
+    stored = json.loads((idx / "scratch" / "eval.json").read_text())
+    assert stored["ci95"] == report["ci95"] and len(stored["per_query"]["precision@1"]) == n_test
     assert json.loads((idx / "scratch" / "manifest.json").read_text())["confidence"]["file"]
 
 

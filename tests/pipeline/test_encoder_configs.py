@@ -25,6 +25,12 @@ label = "EfficientNet-Lite2"
 role = "frozen"
 trunk = "efficientnet_lite2"
 
+[pretrained_qe]
+role = "frozen"
+trunk = "efficientnet_lite0"
+query_expansion = "aqe"
+qe_k = 2
+
 [missing]
 role = "frozen"
 trunk = "file:/nowhere/model.pt"
@@ -53,10 +59,10 @@ trunk = "efficientnet_lite2"
 
 
 @pytest.mark.parametrize("text, names, compared", [
-    (TWO, ["pretrained", "lite2", "missing"], ["pretrained", "lite2"]),
+    (TWO, ["pretrained", "lite2", "pretrained_qe", "missing"], ["pretrained", "lite2", "pretrained_qe"]),
     (DEFAULT_FILE.read_text(), ["scratch", "pretrained", "transfer"], ["scratch", "transfer"]),
     (FIVE, ["scratch", "pretrained", "transfer", "lite2", "lite2_transfer"], ["transfer", "lite2", "lite2_transfer"]),
-], ids=["two-and-a-missing-one", "default-three", "five"])
+], ids=["two-a-recipe-and-a-missing-one", "default-three", "five"])
 def test_a_configured_set_of_encoders_is_prepared_served_compared_and_studied(tmp_path, restore_registry, text,
                                                                               names, compared):
     """`missing` names a model file that is not there: reported in the summary and skipped, never half-built; the
@@ -82,6 +88,11 @@ def test_a_configured_set_of_encoders_is_prepared_served_compared_and_studied(tm
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith("missing "))
         assert "failed: file:/nowhere/model.pt: no such file /nowhere/model.pt." in line
         assert not (tmp_path / "indexes" / "missing").exists()
+    if "pretrained_qe" in names:  # the same trunk searched with query expansion: its augmented gallery stored
+        manifest = json.loads((tmp_path / "indexes" / "pretrained_qe" / "manifest.json").read_text())
+        assert manifest["query_expansion"] == {"kind": "aqe", "k": 2, "alpha": 3.0}
+        assert "augmented.npy" in manifest["files"] and manifest["label"].endswith("+ query expansion")
+        assert "ci95" in json.loads((tmp_path / "indexes" / "pretrained_qe" / "eval.json").read_text())
 
     port = free_port()
     demo = app.launch(SearchEngine(tmp_path / "indexes", tmp_path / "checkpoints"), "127.0.0.1", port,

@@ -104,7 +104,7 @@ def test_per_landmark_figures_and_confusions_count_what_happened():
 
 
 def test_saved_study_is_refused_when_corrupt_and_recomputed_when_an_index_changes(built, trained, tmp_path):
-    from search.indexing.writer import write_index
+    from search.indexing.writer import IndexArrays, write_index
     from search.models.encoders import EncoderStore
 
     root = tmp_path / "idx"
@@ -132,7 +132,7 @@ def test_saved_study_is_refused_when_corrupt_and_recomputed_when_an_index_change
     other /= np.linalg.norm(other, axis=1, keepdims=True)
     meta = {k: index.manifest[k] for k in ("split", "dataset_root", "skipped", "dataset_fingerprint", "classes",
                                            "class_folders") if k in index.manifest}
-    write_index(root, enc, other, index.items, index.coords, meta)
+    write_index(root, enc, IndexArrays(other, index.coords), index.items, meta)
     changed = loadable_indexes(root)
     assert study_store.load(root, changed) is None
     recomputed = study_store.ensure(root, changed, log=lambda s: None)
