@@ -10,10 +10,10 @@ from pathlib import Path
 
 from search import config
 from search.errors import LandmarkError
-from search.evaluation.closed_set import evaluate, save_evaluation
+from search.evaluation.closed_set import evaluate, save_evaluation, share_near_identical
 from search.evaluation.open_set import evaluate_open_set, save_open_set
 from search.index import EVAL, read_manifest
-from search.models.encoders import EncoderStore
+from search.models.encoders import REGISTRY, EncoderStore
 from search.pipeline.cli import add_data_dir, add_encoder, add_index_dir, add_model_args, run, use_encoders_of
 from search.pipeline.prepare import study_step
 from search.serving.engine import open_backend
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     store = EncoderStore(a.checkpoint_dir, a.weights)
     backend = open_backend(store, a.index_dir, a.encoder)
     result = evaluate(backend.encoder, backend.index, a.data_dir, workers=a.workers)
+    # a trained encoder's list of near-identical test photos comes from an untrained sibling's evaluation
+    siblings = {p.parent.name: json.loads(p.read_text()) for p in Path(a.index_dir).glob("*/eval.json")
+                if p.parent.name != a.encoder and p.parent.name in REGISTRY and not REGISTRY[p.parent.name].trained}
+    share_near_identical({a.encoder: result.report, **{n: r for n, r in siblings.items() if "near_identical" in r}})
     save_evaluation(result, backend.index)
     report = result.report
     if not a.closed_set_only:

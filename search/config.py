@@ -186,6 +186,8 @@ RELIABLE_AUROC = 0.75           # an encoder whose confidence separates absent f
 MAX_FALSE_CONFIDENT = 0.05      # an encoder calls a match only above the P that kept this share of absent landmarks
                                 # (in cross-validation over left-out landmarks) from being called one
 RELIABILITY_BINS = 10           # equal-width bins of P: the reliability diagram and the calibration error
+NEAR_IDENTICAL_COSINE = 0.9     # two photos at least this similar (cosine of their vectors) are near-identical
+NEAR_IDENTICAL_DEPTH = 4        # a private search fetches this many hits per result shown, for its bursts to fold
 
 
 @dataclass(frozen=True)

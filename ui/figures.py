@@ -38,7 +38,8 @@ def caption(hit: Hit, in_all: bool = False, by_path: bool = False, compared: int
     `by_path` names the photo's file instead of its class (a private gallery: the visitor knows their photos by
     name)."""
     return f"#{hit.rank} · {hit.path if by_path else hit.class_name} · {confidence(hit)}" + (
-        f" · ✓ all {compared}" if in_all else "")
+        f" · ✓ all {compared}" if in_all else "") + (f" · +{hit.near_identical} near-identical"
+                                                      if hit.near_identical else "")
 
 
 def gallery_items(hits: Sequence[Hit], in_all: set[str] = frozenset(), placeholder: Path | None = None,

@@ -49,7 +49,7 @@ def search(view: GalleryView, image, encoder: str, top_k: float):
         raise gr.Error(text.NO_PHOTO)
     k = view.check(encoder, top_k)
     try:
-        hits = view.engine.search(encoder, open_image(image), k)
+        hits = view.fold(encoder, view.engine.search(encoder, open_image(image), view.search_depth(k)), k)
     except LandmarkError as exc:
         raise gr.Error(str(exc)) from exc
     return results(view, encoder, hits, k)
@@ -84,7 +84,7 @@ def similar_to(view: GalleryView, encoder: str, path: str, top_k: float):
     """
     k = view.check(encoder, top_k)
     try:
-        hits = view.engine.similar_to(encoder, str(path or ""), k)
+        hits = view.fold(encoder, view.engine.similar_to(encoder, str(path or ""), view.search_depth(k)), k)
     except LandmarkError as exc:
         raise gr.Error(str(exc)) from exc
     return results(view, encoder, hits, k, query_path=str(path))

@@ -79,6 +79,11 @@ def missing_banner(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DI
 
 
 
+NEAR_IDENTICAL_RULE = (f"Near-identical photos (a burst of shots) show as one result: on Search, a photo whose vector is "
+                       f"at least {config.NEAR_IDENTICAL_COSINE:.2f} cosine-similar to a better-ranked result's is "
+                       "folded into it, which says \"+N near-identical\".")
+
+
 def mine_intro(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
     """Markdown of the Your photos tab: what it does, and its caps."""
     return (f"### Search your own photos\nDrop photos (JPEG, PNG, WebP, HEIC/HEIF straight from a phone, AVIF, ...) "
@@ -87,7 +92,7 @@ def mine_intro(limits: config.MyGalleryLimits = config.MY_GALLERY) -> str:
             f"map; then the **Search** and **Compare encoders** tabs work over it (switch with *Gallery* above).\n\n"
             f"Your gallery is yours alone: it lives in a folder of this session, its files are served only to this "
             f"browser, and it is deleted when you close the tab or {limits.ttl_seconds // 60} minutes after you last "
-            f"used it. One gallery per browser: building a new one replaces your previous one. Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
+            f"used it. One gallery per browser: building a new one replaces your previous one. {NEAR_IDENTICAL_RULE} Caps: {limits.max_photos} photos, {limits.max_upload_bytes // 2**20} MB uploaded "
             f"({limits.max_unpacked_bytes // 2**20} MB unpacked), {config.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels per photo.")
 
 
@@ -204,7 +209,7 @@ that show the same landmark, mAP@10 rewards putting the right landmark first.
 
 **Your photos**: the same encoders index photos you drop into a private gallery (thumbnails, vectors, a t-SNE map
 coloured by sub-folder); the *Gallery* radio switches every view to it. Nothing there is labelled, so there is no
-calibrated confidence: captions show the raw distance.
+calibrated confidence: captions show the raw distance. {NEAR_IDENTICAL_RULE}
 
 **For programs and AI assistants**: the API ({API_LANDMARK}; see "Use via API" below; {API_MINE} for your own photos)
 is also an MCP server at `/gradio_api/mcp/`.

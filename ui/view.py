@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from search.errors import LandmarkError
 from search.models.encoders import REGISTRY
 from search.photos.images import placeholder
 from search.private.visitor import private_url
+from search.retrieval.rank import fold_near_identical
 from search.serving.engine import Hit, SearchEngine
 from search.serving.results_export import result_rows, rows_csv, rows_json
 from search.storage import atomic_path
@@ -177,6 +179,26 @@ class GalleryView:
             return int(top_k)
         except (TypeError, ValueError) as exc:
             raise gr.Error(f"top-k must be a whole number (got {top_k!r}).") from exc
+
+    def search_depth(self, k: int) -> int:
+        """How many hits to fetch for k results: more in a private gallery, whose near-identical photos fold."""
+        return min(config.TOP_K_MAX, k * config.NEAR_IDENTICAL_DEPTH) if self.private else k
+
+    def fold(self, encoder: str, hits: list[Hit], k: int) -> list[Hit]:
+        """A private gallery's near-identical photos (a burst) as one result with their count, the first k; the
+        landmark gallery's results as they are."""
+        if not self.private or not hits:
+            return hits[:k]
+        groups = fold_near_identical(self._untrained_vectors(encoder, [h.path for h in hits]))[:k]
+        return [dataclasses.replace(hits[g[0]], rank=r + 1, near_identical=len(g) - 1) for r, g in enumerate(groups)]
+
+    def _untrained_vectors(self, encoder: str, paths: list[str]):
+        """The photos' vectors under an untrained encoder of this gallery when there is one (an ImageNet network sees
+        near-copies as near-copies; one trained on the landmarks maps a whole landmark close together), else under
+        `encoder`."""
+        judge = next((n for n in self.engine.backends if n in REGISTRY and not REGISTRY[n].trained), encoder)
+        index = self.engine.backend(judge).index
+        return index.embeddings[[index.row_of(p) for p in paths]]
 
     def verdict(self, hits: list[Hit], encoder: str | None = None, compact: bool = False) -> str:
         """One line on whether the best hit is a match, at this encoder's own threshold (`compact`: in a column

@@ -12,12 +12,12 @@ from search import config
 from search.errors import BadIndexError, DatasetError
 from search.index import EVAL, GalleryIndex, attach_calibration
 from search.indexing.encode_stage import Encoded, encode_local, encode_shared
-from search.models.encoders import Encoder, group_by_input
+from search.models.encoders import REGISTRY, Encoder, group_by_input
 from search.photos.folders import detect_layout, find_classes, list_items
 from search.retrieval.calibration import Calibration, fit_calibration, pair_distances
 from search.retrieval.expansion import ranked
 from search.retrieval.intervals import interval
-from search.retrieval.metrics import confusions, per_class, per_query, retrieval_report
+from search.retrieval.metrics import confusions, near_identical, per_class, per_query, retrieval_report
 from search.storage import write_json
 
 
@@ -72,6 +72,11 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
               "encoder_fingerprint": encoder.fingerprint,
               **by_landmark(index, Ranking(q_labels, g_labels[idx], g_labels, gallery_rows[idx[:, 0]]),
                             [queries[i][0] for i in kept], encoded.thumbs, data_root)}
+    if encoder.name in REGISTRY and not REGISTRY[encoder.name].trained:
+        # near-identical as an ImageNet network sees photos; a trained encoder maps a whole landmark close together
+        near = near_identical(q_emb, index.embeddings[gallery_rows], config.NEAR_IDENTICAL_COSINE)
+        report["near_identical"] = without_near_identical(report, [q for q, n in zip(report["per_query"]["query"],
+                                                                                     near) if n], encoder.name)
     calibration = None
     gallery = index.embeddings[gallery_rows]
     dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
@@ -81,6 +86,29 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
         report["calibration"] = {"pairs": calibration.pairs, "positives": calibration.positives,
                                  "p_same_at": {f"{d:.3f}": round(float(calibration(d)), 3) for d in probe}}
     return Evaluation(report, calibration)
+
+
+def without_near_identical(report: dict, near: list[str], by: str,
+                           cosine: float = config.NEAR_IDENTICAL_COSINE) -> dict:
+    """The test photos that have a near-identical gallery photo (a copy or a burst shot of it, at `cosine` or more
+    under the untrained encoder `by`), and this report's figures without them: how much near-copies explain."""
+    each = report["per_query"]
+    keep = ~np.isin(np.asarray(each["query"]), near)
+    figures = {key: v for key, v in each.items() if key not in ("query", "landmark")}
+    return {"cosine": cosine, "by": by, "queries": list(near),
+            "without": {**{key: round(float(np.asarray(v)[keep].mean()), 4) if keep.any() else None
+                           for key, v in figures.items()}, "queries": int(keep.sum())}}
+
+
+def share_near_identical(reports: dict[str, dict]) -> None:
+    """Give every report without its own list of near-identical test photos the list an untrained encoder made."""
+    donor = next((n for n, r in reports.items() if "near_identical" in r), None)
+    if donor is None:
+        return
+    for report in reports.values():
+        if "near_identical" not in report and "per_query" in report:
+            given = reports[donor]["near_identical"]
+            report["near_identical"] = without_near_identical(report, given["queries"], given.get("by", donor))
 
 
 def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path,
@@ -98,6 +126,7 @@ def evaluate_all(pairs: dict[str, tuple[Encoder, GalleryIndex]], data_root: Path
         for e in group:
             out[e.name] = evaluate(e, pairs[e.name][1], data_root, workers=workers, encoded=encoded.get(e.name),
                                    encode_seconds=shared_s)
+    share_near_identical({n: ev.report for n, ev in out.items()})
     return out
 
 

@@ -73,6 +73,13 @@ def confusions(query_labels: np.ndarray, top1_labels: np.ndarray, n: int = 5) ->
     return [{"true": a, "retrieved": b, "count": len(rows), "example": rows[0]} for (a, b), rows in ranked]
 
 
+def near_identical(queries: np.ndarray, gallery: np.ndarray, cosine: float) -> np.ndarray:
+    """(Q,) whether each query (unit vector) has a gallery vector at cosine similarity `cosine` or more."""
+    if len(queries) == 0 or len(gallery) == 0:
+        return np.zeros(len(queries), bool)
+    return (np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T).max(axis=1) >= cosine
+
+
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of the exact top-k found by the approximate top-k."""
     return float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)]))

@@ -35,6 +35,23 @@ def top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray,
     return idx.astype(np.int64), dist.astype(np.float32)
 
 
+def fold_near_identical(vectors: np.ndarray, cosine: float = config.NEAR_IDENTICAL_COSINE) -> list[list[int]]:
+    """Ranked results (unit vectors, best first) in groups of near-identical photos: each result joins the first
+    better-ranked kept result it is at least `cosine` similar to, else starts a group. Groups in rank order, each
+    listing its positions, the kept one first."""
+    v = np.asarray(vectors, np.float32)
+    groups: list[list[int]] = []
+    for i in range(len(v)):
+        kept = [g[0] for g in groups]
+        sims = v[kept] @ v[i] if kept else np.zeros(0)
+        j = int(np.argmax(sims >= cosine)) if (sims >= cosine).any() else -1
+        if j < 0:
+            groups.append([i])
+        else:
+            groups[j].append(i)
+    return groups
+
+
 class Searcher:
     """Top-k over one gallery: exact by default; past `config.EXACT_SEARCH_LIMIT` the approximate index that
     `scripts/benchmark.py --only ann` chose (`config.ANN_BACKEND`: IVF-PQ with exact re-ranking).

@@ -35,6 +35,7 @@ class Hit:
     p_same: float | None = None   # calibrated P(same landmark), to config.P_SAME_DECIMALS; None: not calibrated
     thumbnail_ok: bool = True     # False when the thumbnail file is missing or corrupt
     threshold: float = config.CONFIDENT_P_SAME  # the P at or above which this encoder calls a top hit a match
+    near_identical: int = 0       # photos near-identical to this one folded into it (a private gallery's bursts)
 
 
 @dataclass

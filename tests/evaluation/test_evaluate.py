@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from search.evaluation.closed_set import evaluate
 from search.index import load_index
 from search.indexing.runner import build_index
@@ -25,3 +27,21 @@ def test_split_all_index_evaluates_against_train_photos_only(built, trained, dat
     assert {k: on_all[k] for k in keys} == {k: on_train[k] for k in keys}
     # Had the test photos stayed in the gallery, every query would find itself at distance 0.
     assert json.loads(json.dumps(on_all["calibration"]))["pairs"] == 9 * 24
+
+
+def test_test_photos_with_a_near_identical_gallery_photo_are_listed_and_the_figures_given_without_them():
+    from search.evaluation.closed_set import share_near_identical
+    from search.retrieval.metrics import near_identical
+
+    gallery = np.eye(4, dtype=np.float32)
+    copy = gallery[0]                                                  # a copy of gallery photo 0: cosine 1
+    burst = np.array([0.95, np.sqrt(1 - 0.95 ** 2), 0, 0], np.float32)  # a burst shot of it: cosine 0.95
+    apart = np.array([0.6, 0.8, 0, 0], np.float32)                      # cosine 0.8 at most: kept
+    assert near_identical(np.stack([copy, burst, apart]), gallery, 0.9).tolist() == [True, True, False]
+    per_query = {"query": ["t/a.jpg", "t/b.jpg", "t/c.jpg"], "landmark": ["A", "A", "B"],
+                 "precision@1": [1.0, 1.0, 0.0], "mAP@10": [1.0, 0.5, 0.25]}
+    frozen = {"per_query": per_query, "near_identical": {"queries": ["t/a.jpg", "t/b.jpg"]}}
+    trained = {"per_query": {**per_query, "precision@1": [1.0, 1.0, 1.0]}}
+    share_near_identical({"pretrained": frozen, "transfer": trained})  # the trained one gets the frozen one's list
+    assert trained["near_identical"] == {"cosine": 0.9, "by": "pretrained", "queries": ["t/a.jpg", "t/b.jpg"],
+                                         "without": {"precision@1": 1.0, "mAP@10": 0.25, "queries": 1}}

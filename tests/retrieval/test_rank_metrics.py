@@ -152,3 +152,16 @@ def test_large_gallery_map_is_fitted_on_a_sample_and_the_rest_placed_into_it():
     # Each placed photo lands among its own cluster's sampled photos on the map.
     d = np.linalg.norm(coords[rest][:, None, :] - coords[sample][None, :, :], axis=2)
     assert np.mean(labels[sample][d.argmin(axis=1)] == labels[rest]) >= 0.95
+
+
+def test_near_identical_results_fold_into_the_better_ranked_one():
+    from search.retrieval.rank import fold_near_identical
+
+    a, b = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    tilt = np.array([0.99, np.sqrt(1 - 0.99 ** 2), 0])       # cosine 0.99 with a
+    half = np.array([np.sqrt(0.5), np.sqrt(0.5), 0])          # cosine 0.71 with a and with b: its own result
+    near_b = np.array([0, 0.95, np.sqrt(1 - 0.95 ** 2)])       # cosine 0.95 with b
+    ranked = np.stack([a, tilt, b, half, near_b, tilt])
+    assert fold_near_identical(ranked, cosine=0.9) == [[0, 1, 5], [2, 4], [3]]
+    assert fold_near_identical(ranked, cosine=0.999) == [[0], [1, 5], [2], [3], [4]]
+    assert fold_near_identical(np.zeros((0, 3))) == []

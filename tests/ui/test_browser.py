@@ -10,6 +10,7 @@ import shutil
 import httpx
 import numpy as np
 import pytest
+from PIL import Image, ImageEnhance
 
 from tests.conftest import synthetic_image
 
@@ -242,26 +243,35 @@ def test_your_photos_tab_builds_a_private_gallery_and_searches_it(app_server, re
     for i, cid in enumerate((0, 1, 2)):
         photos.append(tmp_path / f"holiday-{i}.jpg")
         synthetic_image(cid, rng).save(photos[-1])
+    # a burst: three more shots of holiday-1, a touch brighter each time, re-compressed
+    shot = Image.open(photos[1])
+    burst = []
+    for i in range(3):
+        burst.append(tmp_path / f"burst-{i}.jpg")
+        ImageEnhance.Brightness(shot).enhance(1.0 + 0.02 * (i + 1)).save(burst[-1], quality=85 - 5 * i)
     browser.get(server)
     wait = _wait_ready(browser)
     tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
                                 if "Your photos" in t.text])
     tab[0].click()
     files = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#mine-files input[type=file]")))
-    files.send_keys("\n".join(str(p) for p in photos))
-    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "mine-files").text for p in photos))
+    files.send_keys("\n".join(str(p) for p in photos + burst))
+    wait.until(lambda d: all(p.stem in d.find_element(By.ID, "mine-files").text for p in photos + burst))
     browser.find_element(By.ID, "mine-build").click()
-    wait.until(lambda d: "Your gallery: 3 photos" in d.find_element(By.ID, "mine-status").text)
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#mine-map .ll-map-plot").get_attribute("data-points") == "3")
+    wait.until(lambda d: "Your gallery: 6 photos" in d.find_element(By.ID, "mine-status").text)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#mine-map .ll-map-plot").get_attribute("data-points") == "6")
     radio = browser.find_element(By.CSS_SELECTOR, "#gallery-source input[value=mine]")
     wait.until(lambda d: radio.is_selected())
 
     [t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Search"][0].click()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#query-image input[type=file]"))).send_keys(
         str(photos[1]))
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results img")) == 3)  # the whole private gallery
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "3")
+    # the whole private gallery, the burst folded into the photo it repeats: three results, not six
+    wait.until(lambda d: "near-identical" in d.find_element(By.ID, "results").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results img")) == 3
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#map .ll-map-plot").get_attribute("data-points") == "6")
     assert browser.find_element(By.ID, "results").text.count("holiday-") == 3
+    assert "+3 near-identical" in browser.find_element(By.ID, "results").text
     assert _first_result_path(browser, wait) == photos[1].name
     loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
     wait.until(lambda d: all(d.execute_script(loaded, img) for img in d.find_elements(By.CSS_SELECTOR, "#results img")))
