@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from search import config
-from search.retrieval.intervals import statistic_interval
+from search.retrieval.intervals import auroc_of, share_of, statistic_interval
 
 BASE_FEATURES = ("distance", "margin", "agreement")
 TRUNK_FEATURE = "trunk_distance"
@@ -210,17 +210,9 @@ def open_set_intervals(p_top: np.ndarray, correct: np.ndarray, absent: np.ndarra
     """95% bootstrap intervals over queries of the open-set figures `open_set_report` gives (same keys)."""
     p, ok, out = np.asarray(p_top, np.float64), np.asarray(correct, bool), np.asarray(absent, bool)
     confident = p >= threshold
-    def rate(c: np.ndarray, of: np.ndarray) -> float | None:
-        of = of.astype(bool)  # scipy's resampling hands the arrays back as floats
-        return float(c[of].mean()) if of.any() else None
-
-    def separation(q: np.ndarray, y: np.ndarray, o: np.ndarray) -> float | None:
-        y, o = y.astype(bool), o.astype(bool)
-        return auroc(q[y | o], y[y | o])
-
-    return {"auroc": statistic_interval(separation, [p, ok, out]),
-            "false_confident": statistic_interval(rate, [confident, out]),
-            "confident_when_right": statistic_interval(rate, [confident, ok])}
+    return {"auroc": statistic_interval(auroc_of, [p, ok, out]),
+            "false_confident": statistic_interval(share_of, [confident, out]),
+            "confident_when_right": statistic_interval(share_of, [confident, ok])}
 
 
 def _round(v: float | None) -> float | None:

@@ -26,24 +26,41 @@ def interval(values: np.ndarray, cfg: config.BootstrapConfig = config.BOOTSTRAP)
     return [round(float(res.confidence_interval.low), 4), round(float(res.confidence_interval.high), 4)]
 
 
-def statistic_interval(statistic: Callable[..., float | None], arrays: Sequence[np.ndarray],
+def statistic_interval(statistic: Callable[..., np.ndarray], arrays: Sequence[np.ndarray],
                        cfg: config.BootstrapConfig = config.BOOTSTRAP) -> list[float] | None:
-    """The percentile bootstrap interval of any statistic of per-query arrays resampled together (AUROC of scores
-    and outcomes, a rate among the queries of one kind); None where a resample leaves it undefined."""
+    """The percentile bootstrap interval of a statistic of per-query arrays resampled together (AUROC of scores and
+    outcomes, a rate among the queries of one kind). `statistic(*arrays, axis=-1)` is vectorised over resamples, as
+    scipy.stats.bootstrap calls it, and gives NaN where a resample leaves it undefined; None when it is."""
     from scipy.stats import bootstrap
 
-    arrays = [np.asarray(a) for a in arrays]
+    arrays = [np.asarray(a, np.float64) for a in arrays]
     if len(arrays[0]) < 2:
         return None
-
-    def defined(*a: np.ndarray) -> float:
-        v = statistic(*a)
-        return np.nan if v is None else float(v)
-
-    res = bootstrap(arrays, defined, paired=True, vectorized=False, n_resamples=cfg.resamples,
+    res = bootstrap(arrays, statistic, paired=True, vectorized=True, n_resamples=cfg.resamples,
                     confidence_level=cfg.level, method="percentile", random_state=np.random.default_rng(cfg.seed))
     low, high = res.confidence_interval
     return None if not (np.isfinite(low) and np.isfinite(high)) else [round(float(low), 4), round(float(high), 4)]
+
+
+def share_of(hit: np.ndarray, among: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The share of the queries marked `among` that are marked `hit` (0/1 arrays; NaN without any), vectorised."""
+    n = np.sum(among, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.sum(hit * among, axis=axis) / n, np.nan)
+
+
+def auroc_of(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray, axis: int = -1) -> np.ndarray:
+    """AUROC of `scores` separating the queries marked `positive` from those marked `negative` (others left out),
+    by the Mann-Whitney rank sum with ties averaged; vectorised over leading axes (NaN without both kinds)."""
+    from scipy.stats import rankdata
+
+    s = np.moveaxis(np.asarray(scores, np.float64), axis, -1)
+    pos, neg = (np.moveaxis(np.asarray(m, np.float64), axis, -1) > 0 for m in (positive, negative))
+    ranks = rankdata(np.where(pos | neg, s, np.nan), axis=-1, nan_policy="omit")
+    n_pos, n_neg = pos.sum(-1), neg.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.nansum(np.where(pos, ranks, 0.0), axis=-1) - n_pos * (n_pos + 1) / 2
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, cfg: config.BootstrapConfig = config.BOOTSTRAP) -> dict:
