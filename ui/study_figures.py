@@ -100,11 +100,11 @@ def class_bars(study: dict, metric: str = "precision@1") -> go.Figure | None:
                             marker_color=encoder_colour(e, j)) for j, (e, v) in enumerate(values.items())])
     title = f"{METRICS.get(metric, metric)} per landmark, largest gap between encoders first"
     if tested:
-        tests = sum(len(per_pair) for per_pair in tested.values())
+        tests = max(len(per_pair) for per_pair in tested.values())
         title += ("<br><sup>* a real difference between two encoders (paired test over the landmark's photos, "
-                  f"Benjamini-Hochberg over {tests} tests)</sup>" if real else
-                  f"<br><sup>no landmark's difference is real after correcting for {tests} tests (paired, "
-                  "Benjamini-Hochberg): the gaps are within sampling noise</sup>")
+                  f"Benjamini-Hochberg over each pair's {tests} landmarks)</sup>" if real else
+                  f"<br><sup>no landmark's difference is real after correcting for each pair's {tests} landmarks "
+                  "(paired, Benjamini-Hochberg): the gaps are within sampling noise</sup>")
     fig.update_layout(barmode="group", template="plotly_white", height=440, yaxis_range=[0, 1],
                       margin={"l": 40, "r": 10, "t": 64 if tested else 40, "b": 140}, xaxis_tickangle=-45,
                       yaxis_title=f"{METRICS.get(metric, metric)} (test photos)",

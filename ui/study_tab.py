@@ -102,7 +102,7 @@ def study(view: GalleryView) -> str:
     """The comparison of the encoders over the whole landmark gallery, as JSON text.
 
     Returns:
-        JSON text {"k": 10, "photos": [gallery paths in the index's row order], "agreement": {"scratch|pretrained": {"mean", "per_photo": [Jaccard of the two encoders' 10-NN sets per photo]}, ...}, "maps": {encoder: {"trustworthiness", "knn_preserved", ...}}, "classes": {encoder: {landmark: {"precision@1", "mAP@10", "queries"}}}, "confusions": {encoder: [{"true", "retrieved", "count", ...}]}, "separation", "colour_agreement", "unseen", "findings": [sentences]}
+        JSON text {"k": 10, "photos": [gallery paths in the index's row order], "agreement": {"scratch|pretrained": {"mean", "per_photo": [Jaccard of the two encoders' 10-NN sets per photo]}, ...}, "maps": {encoder: {"trustworthiness", "knn_preserved", ...}}, "classes": {encoder: {landmark: {"precision@1", "mAP@10", "queries"}}}, "confusions": {encoder: [{"true", "retrieved", "count", ...}]}, "separation", "colour_agreement", "unseen", "differences": {"a|b": {"precision@1": {"difference", "ci95", "p", "queries", "real"}, "mAP@10": ...}}, "landmark_differences": {metric: {"a|b": {landmark: {..., "p_adjusted", "real"}}}}, "findings": [sentences]}
     """
     if not view.study:
         raise gr.Error(text.NO_STUDY)

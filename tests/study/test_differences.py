@@ -51,3 +51,17 @@ def test_retrieval_differences_pair_the_same_queries_and_say_whether_they_are_re
     by_landmark = landmark_differences(per_query, "precision@1")["a|c"]
     assert by_landmark["L0"]["real"] and by_landmark["L0"]["p_adjusted"] >= by_landmark["L0"]["p"]
     assert not any(d["real"] for lm, d in by_landmark.items() if lm != "L0")
+
+
+def test_the_per_landmark_bars_star_only_the_real_differences():
+    from ui.study_figures import class_bars
+
+    classes = {e: {lm: {"precision@1": v, "queries": 10} for lm, v in zip(("L0", "L1"), vals)}
+               for e, vals in (("a", (1.0, 0.9)), ("c", (0.0, 0.8)))}
+    tested = {"precision@1": {"a|c": {"L0": {"real": True}, "L1": {"real": False}}}}
+    fig = class_bars({"classes": classes, "landmark_differences": tested})
+    assert list(fig.data[0].x) == ["L0 *", "L1"]
+    assert "Benjamini-Hochberg over each pair's 2 landmarks" in fig.layout.title.text
+    tested["precision@1"]["a|c"]["L0"]["real"] = False
+    fig = class_bars({"classes": classes, "landmark_differences": tested})
+    assert list(fig.data[0].x) == ["L0", "L1"] and "within sampling noise" in fig.layout.title.text
