@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import time
 
-from scripts.benchmarks.common import clustered_unit_vectors
+from scripts.benchmarks.common import best_of, clustered_unit_vectors
 from scripts.benchmarks.report import row
 from search import config
 from search.retrieval.expansion import QueryExpansion
 from search.retrieval.rank import Searcher
-
-
-def _best(fn, rounds: int = 30) -> float:
-    """The fastest of `rounds` calls, in ms (this machine's speed drifts: the best round is the cost)."""
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return 1000 * best
 
 
 def bench_expansion(n: int = 5000, dim: int = 1280) -> None:
@@ -36,8 +26,8 @@ def bench_expansion(n: int = 5000, dim: int = 1280) -> None:
     k = config.TOP_K_MAX
     plain_ms, expanded_ms = [], []
     for _ in range(3):
-        plain_ms.append(_best(lambda: plain.search(query, k)))
-        expanded_ms.append(_best(lambda: expanded.search(query, k)))
+        plain_ms.append(best_of(lambda: plain.search(query, k), rounds=30))
+        expanded_ms.append(best_of(lambda: expanded.search(query, k), rounds=30))
     row(f"search with query expansion (k={qe.k}, alpha={qe.alpha:g}), {n:,} x {dim}", min(expanded_ms),
         min(plain_ms), "ms", "baseline = plain search of the same gallery; budget: at most 2 ms over it")
     row(f"augment the gallery (DBA), {n:,} x {dim}, once per index build", build_ms, 1000.0, "ms",

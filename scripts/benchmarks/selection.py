@@ -3,12 +3,12 @@ aligning the maps costs once at load and per search, and describing a 500-photo 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
+from scripts.benchmarks.common import best_of
 from scripts.benchmarks.report import row
 from scripts.benchmarks.study import synthetic_indexes
 from search.retrieval.alignment import align_maps
@@ -18,23 +18,13 @@ from search.study.compute import knn
 from ui.selection import selection_summary
 
 
-def _best(fn, rounds: int = 20) -> float:
-    """The fastest of `rounds` calls, in ms (this machine's speed drifts: the best round is the cost)."""
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return 1000 * best
-
-
 def bench_selection(tmp: Path, rng: np.random.Generator, n: int = 5000, selected: int = 500) -> None:
     """Aligning three maps at load; a search's map placement on an aligned map against a stored one (alignment
     must add nothing per search); describe_selection of `selected` photos against its 50 ms budget."""
     indexes = synthetic_indexes(tmp, n, rng)
     coords = {name: ix.coords for name, ix in indexes.items()}
     paths = {name: [it["path"] for it in ix.items] for name, ix in indexes.items()}
-    load_ms = _best(lambda: align_maps(coords, paths), rounds=3)
+    load_ms = best_of(lambda: align_maps(coords, paths), rounds=3)
     row(f"align {len(coords)} maps of {n:,} photos, once at load", load_ms, 1000.0, "ms",
         "generalised Procrustes onto the consensus; baseline = one second of an app's start")
     aligned = align_maps(coords, paths)
@@ -47,15 +37,15 @@ def bench_selection(tmp: Path, rng: np.random.Generator, n: int = 5000, selected
 
     stored_ms, aligned_ms = [], []
     for _ in range(3):  # interleaved rounds
-        stored_ms.append(_best(lambda: search(coords["pretrained"])))
-        aligned_ms.append(_best(lambda: search(aligned["pretrained"])))
+        stored_ms.append(best_of(lambda: search(coords["pretrained"])))
+        aligned_ms.append(best_of(lambda: search(aligned["pretrained"])))
     row(f"search + map placement, {n:,} x 4096, aligned map", min(aligned_ms), min(stored_ms), "ms",
         "vs the map as stored: the alignment happened at load")
     graphs = {(name, 10): knn(ix.embeddings, 10) for name, ix in indexes.items()}  # once per gallery, then kept
     view = SimpleNamespace(engine=SimpleNamespace(backends={k: SimpleNamespace(index=ix) for k, ix in indexes.items()}),
                            neighbours=lambda name, k: graphs[(name, k)])
     chosen = [index.items[r]["path"] for r in rng.choice(n, selected, replace=False)]
-    ms = _best(lambda: selection_summary(view, chosen))
+    ms = best_of(lambda: selection_summary(view, chosen))
     row(f"describe_selection, {selected} of {n:,} photos x 3 encoders", ms, 50.0, "ms",
         "points, 'together' (from each encoder's kept 10-NN graph) and landmark counts; baseline = the 50 ms budget")
 

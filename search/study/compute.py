@@ -225,19 +225,26 @@ def _leader(means: dict[str, float], per_item: dict[str, Sequence[float]] | None
                                           np.asarray(per_item[second], np.float64))
 
 
+def _claim(lead: tuple[str, str, dict | None], share: bool, tied: str, ahead: str) -> str:
+    """`ahead` (naming the leader) with its paired test when the lead is real, else `tied` with the test that found
+    it not real (or nothing, without per-item values to test)."""
+    top, second, d = lead
+    if d is not None and d["real"]:
+        test = f"{top} vs {second}: {_diff_text(d, share)})"
+        return f"{ahead[:-1]}; {test}" if ahead.endswith(")") else f"{ahead} ({test}"
+    return tied + ("" if d is None else f"; {top} vs {second}: {_diff_text(d, share)}, not a real difference")
+
+
 def _colour_finding(study: dict) -> str | None:
     colour = study.get("colour_agreement") or {}
     if len(colour) < 2:
         return None
-    top, second, d = _leader(colour, study.get("colour_per_photo"))
+    lead = _leader(colour, study.get("colour_per_photo"))
     values = ", ".join(f"{n} {v:.2f}" for n, v in colour.items())
-    if d is None or not d["real"]:
-        tested = "" if d is None else f"; {top} vs {second}: {_diff_text(d, share=False)}, not a real difference"
-        return (f"Colour and mood: the encoders' 10 nearest neighbours overlap with those of a plain colour histogram "
-                f"by a Jaccard of {values}{tested}.")
-    return (f"**{top}** follows colour and mood most: its 10 nearest neighbours overlap with those of a plain colour "
-            f"histogram by a Jaccard of {colour[top]:.2f} ({values}; {top} vs {second}: "
-            f"{_diff_text(d, share=False)}).")
+    return _claim(lead, False, "Colour and mood: the encoders' 10 nearest neighbours overlap with those of a plain "
+                  f"colour histogram by a Jaccard of {values}", f"**{lead[0]}** follows colour and mood most: its 10 "
+                  f"nearest neighbours overlap with those of a plain colour histogram by a Jaccard of "
+                  f"{colour[lead[0]]:.2f} ({values})") + "."
 
 
 def _separation_finding(study: dict) -> str | None:
@@ -247,14 +254,11 @@ def _separation_finding(study: dict) -> str | None:
     trained = [n for n in sep if (study.get("trained") or {}).get(n)]
     own = f" For {listed(trained)} these are their own training photos." if trained else ""
     per_photo = {n: s["knn_correct"] for n, s in sep.items() if "knn_correct" in s}
-    top, second, d = _leader({n: s["knn_accuracy"] for n, s in sep.items()}, per_photo)
+    lead = _leader({n: s["knn_accuracy"] for n, s in sep.items()}, per_photo)
     values = ", ".join(f"{n} {s['knn_accuracy']:.0%} (silhouette {s['silhouette']:.2f})" for n, s in sep.items())
-    if d is None or not d["real"]:
-        tested = "" if d is None else f"; {top} vs {second}: {_diff_text(d)}, not a real difference"
-        return (f"Grouping by landmark, the share of gallery photos whose landmark most of their 10 neighbours show: "
-                f"{values}{tested}.{own}")
-    return (f"**{top}** groups the photos by landmark best: {values} of gallery photos share the landmark most of "
-            f"their 10 neighbours show ({top} vs {second}: {_diff_text(d)}).{own}")
+    return _claim(lead, True, "Grouping by landmark, the share of gallery photos whose landmark most of their 10 "
+                  f"neighbours show: {values}", f"**{lead[0]}** groups the photos by landmark best: {values} of "
+                  "gallery photos share the landmark most of their 10 neighbours show") + "." + own
 
 
 def _unseen_finding(study: dict) -> str | None:
