@@ -7,6 +7,8 @@ from pathlib import Path
 
 from search import config
 from search.models.encoders import EncoderSpec
+from search.retrieval import expansion
+from search.retrieval.expansion import QueryExpansion
 from search.serving.engine import SearchEngine
 from search.study.compute import difference_sentence, listed
 from ui import api
@@ -139,17 +141,11 @@ def expansion_text(specs: Mapping[str, EncoderSpec]) -> str:
             "augmented gallery.")
 
 
-def search_recipe(loaded: object | None, asked: tuple | None) -> str:
+def search_recipe(loaded: QueryExpansion | None, asked: tuple | None) -> str:
     """'alpha-QE + DBA (k=5, alpha=3)' for an encoder searched with query expansion (as its index records it, else as
     the encoders file asks), 'plain' otherwise."""
-    if loaded is not None:
-        k, alpha = loaded.k, loaded.alpha
-    elif asked:
-        d = dict(asked)
-        k, alpha = d.get("k", config.QUERY_EXPANSION.k), d.get("alpha", config.QUERY_EXPANSION.alpha)
-    else:
-        return "plain"
-    return f"α-QE + DBA (k={k}, α={float(alpha):g})"
+    qe = loaded or expansion.from_dict(dict(asked) if asked else None)
+    return "plain" if qe is None else f"α-QE + DBA (k={qe.k}, α={float(qe.alpha):g})"
 
 
 def fold_counts(specs: Mapping[str, EncoderSpec], cfg: config.OpenSetConfig = config.OPEN_SET) -> str:

@@ -33,11 +33,6 @@ class QueryExpansion:
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 100:
             raise ValueError(f"query expansion's alpha must be a number from 0 to 100 (got {self.alpha!r})")
 
-    @property
-    def tag(self) -> str:
-        """What an index built with it records, and what its encoder's fingerprint includes."""
-        return f"aqe:k={self.k}:alpha={float(self.alpha):g}"
-
     def to_dict(self) -> dict:
         return {"kind": "aqe", "k": self.k, "alpha": float(self.alpha)}
 

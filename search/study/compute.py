@@ -214,8 +214,7 @@ def _diff_text(d: dict, share: bool = True) -> str:
     return f"{d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], {p_text(d['p'])}"
 
 
-def _leader(means: dict[str, float], per_item: dict[str, Sequence[float]] | None,
-            share: bool = True) -> tuple[str, str, dict | None]:
+def _leader(means: dict[str, float], per_item: dict[str, Sequence[float]] | None) -> tuple[str, str, dict | None]:
     """The encoder with the highest mean, the runner-up, and their paired test on the same items (None without the
     per-item values: then nothing may be claimed about who leads)."""
     top, second = sorted(means, key=means.get, reverse=True)[:2]
@@ -275,10 +274,7 @@ def _unseen_finding(study: dict) -> str | None:
         return said + "."
     best, second = sorted(unseen, key=lambda n: unseen[n]["unseen"], reverse=True)[:2]
     d = _paired(per_query[best], per_query[second], "unseen") if best in per_query and second in per_query else None
-    if d is not None and d["real"]:
-        said += f": **{best}** generalises best ({best} vs {second}: {_diff_text(d)})"
-    elif d is not None:
-        said += f"; {best} vs {second}: {_diff_text(d)}, not a real difference"
+    said = _claim((best, second, d), True, said, f"{said}: **{best}** generalises best")
     lost = {n: {**q, "lost": (np.asarray(q["seen"]) - np.asarray(q["unseen"])).tolist()} for n, q in per_query.items()}
     drop, runner = sorted(lost, key=lambda n: unseen[n]["seen"] - unseen[n]["unseen"], reverse=True)[:2]
     d = _paired(lost[drop], lost[runner], "lost")
