@@ -56,8 +56,9 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
     q_emb, kept = encoded.embeddings, encoded.kept
     q_labels = np.array([queries[i][1].class_id for i in kept])
     g_labels = np.array([index.items[i]["class_id"] for i in gallery_rows])
+    gallery = index.embeddings[gallery_rows]
     whole = len(gallery_rows) == len(index.items)  # else the augmented gallery is recomputed on the train photos
-    idx, _ = ranked(q_emb, index.embeddings[gallery_rows], k, index.expansion, index.augmented if whole else None)
+    idx, _ = ranked(q_emb, gallery, k, index.expansion, index.augmented if whole else None)
     each = per_query(q_labels, g_labels[idx], g_labels, map_k=k)
     report = {"encoder": encoder.name, "label": encoder.label,
               **retrieval_report(q_labels, g_labels[idx], g_labels, map_k=k),
@@ -74,11 +75,10 @@ def evaluate(encoder: Encoder, index: GalleryIndex, data_root: Path, k: int = 10
                             [queries[i][0] for i in kept], encoded.thumbs, data_root)}
     if encoder.name in REGISTRY and not REGISTRY[encoder.name].trained:
         # near-identical as an ImageNet network sees photos; a trained encoder maps a whole landmark close together
-        near = near_identical(q_emb, index.embeddings[gallery_rows], config.NEAR_IDENTICAL_COSINE)
+        near = near_identical(q_emb, gallery, config.NEAR_IDENTICAL_COSINE)
         report["near_identical"] = without_near_identical(report, [q for q, n in zip(report["per_query"]["query"],
                                                                                      near) if n], encoder.name)
     calibration = None
-    gallery = index.embeddings[gallery_rows]
     dist, same = pair_distances(q_emb, gallery, q_labels, g_labels)
     if same.any() and not same.all():
         calibration = fit_calibration(dist, same, encoder.fingerprint)

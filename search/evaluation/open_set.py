@@ -275,26 +275,23 @@ def recalibrated_confidence(runs: Sequence[FoldRun], names: tuple[str, ...], k: 
     return dataclasses.replace(base, top=fit_curve(s[:, 0], y[:, 0]), rest=fit_curve(s[:, 1:], y[:, 1:]))
 
 
-def _cross_validated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) -> tuple[list[np.ndarray], list[float]]:
+def _cross_validated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int
+                     ) -> tuple[list[np.ndarray], list[float], np.ndarray]:
     """Per fold: the top hits' P from a confidence fitted (recalibration included) without that fold, and the match
-    threshold chosen without it too (from the other folds' own cross-validated P of their absent-landmark queries)."""
-    p_out, thresholds = [], []
+    threshold chosen without it too (from the other folds' own cross-validated P of their absent-landmark queries);
+    and every top hit's P from that fold's logistic alone (what the recalibration is measured against)."""
+    p_out, thresholds, uncalibrated = [], [], []
     for f, run in enumerate(runs):
         others = [r for g, r in enumerate(runs) if g != f]
-        p_out.append(recalibrated_confidence(others, names, k).ranked(run.feats)[:, 0])
+        confidence = recalibrated_confidence(others, names, k)
+        p_out.append(confidence.ranked(run.feats)[:, 0])
+        uncalibrated.append(confidence(run.feats[:, 0, :]))
         inner = []
         for g, held in enumerate(others):  # inner folds: each other fold predicted by a fit on the rest of them
             rest = [r for h, r in enumerate(others) if h != g]
             inner.append(recalibrated_confidence(rest, names, k).ranked(held.feats)[:, 0][held.absent])
         thresholds.append(match_threshold(np.concatenate(inner)))
-    return p_out, thresholds
-
-
-def _uncalibrated(runs: Sequence[FoldRun], names: tuple[str, ...], k: int) -> np.ndarray:
-    """The top hits' out-of-fold P of the logistic alone (no recalibration): what the recalibration is measured
-    against."""
-    return np.concatenate([fit_confidence(*_rows([r for g, r in enumerate(runs) if g != f]), names, k)(
-        run.feats[:, 0, :]) for f, run in enumerate(runs)])
+    return p_out, thresholds, np.concatenate(uncalibrated)
 
 
 def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[Encoder, GalleryIndex | None],
@@ -303,7 +300,7 @@ def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[E
     encoder, index = backend
     cfg, classes, names = job.cfg, job.classes, feature_names(REGISTRY[name].role)
     folds = [r.held_out for r in runs]
-    p_folds, thresholds = _cross_validated(runs, names, cfg.k)
+    p_folds, thresholds, uncalibrated = _cross_validated(runs, names, cfg.k)
     p_all, c_all, a_all = (np.concatenate(v) for v in (p_folds, [r.same[:, 0] for r in runs], [r.absent for r in runs]))
     # each fold's queries judged at its own held-out threshold; AUROC and GAP need none
     per_query = np.concatenate([np.full(len(p), t) for p, t in zip(p_folds, thresholds)])
@@ -318,7 +315,7 @@ def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[E
               "match_threshold": round(threshold, 4),
               "reliability": reliability(published, c_all),
               "calibration_error": calibration_error(published, c_all),
-              "calibration_error_uncalibrated": calibration_error(_uncalibrated(runs, names, cfg.k), c_all),
+              "calibration_error_uncalibrated": calibration_error(uncalibrated, c_all),
               # every scored query's top hit: its out-of-fold P and whether it was right (rebin as you like)
               "out_of_fold": {"p": published.tolist(), "right": c_all.tolist()},
               "folds": len(folds), "held_out": [[classes[i] for i in h] for h in folds],

@@ -74,9 +74,11 @@ def fit_curve(scores: np.ndarray, right: np.ndarray) -> Curve:
 
     s, y = np.asarray(scores, np.float64).ravel(), np.asarray(right, np.float64).ravel()
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
-    block = np.searchsorted(np.unique(iso.predict(s)), iso.predict(s))  # each score's block, by its fitted value
+    fitted = iso.predict(s)
+    levels = np.unique(fitted)
+    block = np.searchsorted(levels, fitted)  # each score's block, by its fitted value
     rate = (np.bincount(block, weights=y) + 0.5) / (np.bincount(block) + 1.0)
-    knots = rate[np.searchsorted(np.unique(iso.predict(s)), iso.y_thresholds_)]
+    knots = rate[np.searchsorted(levels, iso.y_thresholds_)]
     return Curve(tuple(map(float, iso.X_thresholds_)), tuple(map(float, np.maximum.accumulate(knots))))
 
 
