@@ -24,7 +24,8 @@ def counted(n: int, noun: str = "encoders") -> str:
 
 def intro(specs: Mapping[str, EncoderSpec]) -> str:
     """The page's header: what the app is for, naming the configured encoders."""
-    listed = "; ".join(f"**{n}**, {ROLE_PHRASES[s.role]}" for n, s in specs.items())
+    listed = "; ".join(f"**{n}**, {ROLE_PHRASES[s.role]}" + (", searched with query expansion" if s.expansion else "")
+                       for n, s in specs.items())
     return (f"# 🗺️ Landmark Lens\nReverse image search for landmark photos, built to **compare what "
             f"{counted(len(specs))} consider \"similar\"**: {listed}. Drop a photo (or click an example), pick an "
             "encoder, and see the closest gallery photos and where your photo lands on the map of the whole gallery.")
@@ -133,7 +134,8 @@ def expansion_text(specs: Mapping[str, EncoderSpec]) -> str:
     with_qe = [n for n, s in specs.items() if s.expansion]
     if not with_qe:
         return ""
-    return (f" {listed(with_qe)} search with *query expansion* (α-QE with "
+    verb = "searches" if len(with_qe) == 1 else "search"
+    return (f" {listed(with_qe)} {verb} with *query expansion* (α-QE with "
             "database-side augmentation, as the revisited Oxford and Paris benchmarks do): each gallery vector is "
             "replaced, when the index is built, by the similarity-weighted mean of itself and its k nearest gallery "
             "vectors; your photo is searched once, replaced by the weighted mean of itself and its top k hits "

@@ -101,3 +101,19 @@ def test_findings_follow_each_encoders_role_not_its_name():
     assert "imagenet 70% (trained on no landmark)" in said
     assert "pretrained 60% (on the landmarks it trained on: 90%)" in said
     assert "scratch" not in said and "transfer" not in said
+
+
+def test_a_query_expansion_recipe_is_named_as_such_in_the_intro_and_how_it_works():
+    from types import SimpleNamespace
+
+    from search.models.encoders import EncoderSpec
+    from ui import text
+
+    specs = {"pretrained": EncoderSpec("pretrained", "frozen"),
+             "pretrained_qe": EncoderSpec("pretrained_qe", "frozen", expansion=(("kind", "aqe"), ("k", 3)))}
+    said = text.intro(specs)
+    assert "**pretrained_qe**, a pretrained model used as it is, searched with query expansion" in said
+    assert "**pretrained**, a pretrained model used as it is;" in said
+    method = re.sub(r"\s+", " ", text.how_it_works(specs, SimpleNamespace(backends={})))
+    assert "| pretrained_qe |" in method and "α-QE + DBA (k=3, α=3) |" in method
+    assert " pretrained_qe searches with *query expansion*" in method
