@@ -20,12 +20,14 @@ from search.retrieval import expansion
 from search.retrieval.calibration import Calibration
 from search.retrieval.confidence import Confidence
 from search.retrieval.expansion import QueryExpansion
+from search.retrieval.landmark_gaussians import LandmarkGaussians
 from search.storage import atomic_path, sha256_file, write_json
 
 EMBEDDINGS, METADATA, COORDS = "embeddings.npy", "metadata.json", "tsne.npy"
 AUGMENTED = "augmented.npy"  # the gallery as query expansion ranks it (an encoder with query_expansion only)
 MANIFEST, EVAL = "manifest.json", "eval.json"
 CHECKED_FILES = (EMBEDDINGS, METADATA, COORDS)
+CONFIDENCE_FILES = ("file", "trunk_file", "landmarks_file")  # the confidence entry's files (each with its sha256)
 
 
 def thumbs_dir(index_root: Path) -> Path:
@@ -47,6 +49,7 @@ class GalleryIndex:
     trunk_vectors: np.ndarray | None = None  # (N, T) unit trunk vectors per row, when the confidence uses them
     expansion: QueryExpansion | None = None  # the query expansion its searches use (None: plain search)
     augmented: np.ndarray | None = None      # (N, D) the gallery as that expansion ranks it
+    landmarks: LandmarkGaussians | None = None  # the gallery's landmarks as Gaussians, when the confidence reads them
 
     @property
     def ranked_vectors(self) -> np.ndarray:
@@ -138,8 +141,10 @@ def load_index(index_dir: Path, encoder: Encoder | None = None) -> GalleryIndex:
                           f"for count {n} and dim {dim}: {rebuild}.")
     if encoder is not None:
         _check_encoder(index_dir, manifest, encoder, rebuild)
+    conf, trunk, landmarks = _load_confidence(index_dir, manifest, items)
+    qe, augmented = _load_expansion(index_dir, manifest, rebuild)
     index = GalleryIndex(index_dir, manifest, emb, items, coords, _load_calibration(index_dir, manifest, rebuild),
-                         *_load_confidence(index_dir, manifest), *_load_expansion(index_dir, manifest, rebuild))
+                         conf, trunk, qe, augmented, landmarks)
     missing = [it["thumb"] for it in items if not (index.thumbs / it["thumb"]).is_file()]
     if missing:
         raise BadIndexError(f"{len(missing)} thumbnails missing from {index.thumbs}: {rebuild}.")
@@ -193,14 +198,15 @@ def _load_calibration(index_dir: Path, manifest: dict, rebuild: str) -> Calibrat
     return cal
 
 
-def _load_confidence(index_dir: Path, manifest: dict) -> tuple[Confidence | None, np.ndarray | None]:
-    """The index's open-set confidence (and the trunk vectors it reads) when evaluate.py has fitted one, verified
-    against the manifest's checksums and this index's weights and size."""
+def _load_confidence(index_dir: Path, manifest: dict, items: list[dict]
+                     ) -> tuple[Confidence | None, np.ndarray | None, LandmarkGaussians | None]:
+    """The index's open-set confidence (and the trunk vectors and landmark Gaussians it reads) when evaluate.py has
+    fitted one, verified against the manifest's checksums and this index's weights, size and landmarks."""
     entry = manifest.get("confidence")
     if not entry:
-        return None, None
+        return None, None, None
     redo = f"re-run scripts/evaluate.py --encoder {manifest.get('encoder')}"
-    for key in ("file", "trunk_file"):
+    for key in CONFIDENCE_FILES:
         if entry.get(key):
             f = index_dir / entry[key]
             if not f.is_file() or sha256_file(f) != entry[key.replace("file", "sha256")]:
@@ -209,18 +215,27 @@ def _load_confidence(index_dir: Path, manifest: dict) -> tuple[Confidence | None
         conf = Confidence.from_dict(json.loads((index_dir / entry["file"]).read_text()))
         trunk = (np.load(index_dir / entry["trunk_file"], allow_pickle=False).astype(np.float32)
                  if entry.get("trunk_file") else None)
+        landmarks = None
+        if entry.get("landmarks_file"):
+            with np.load(index_dir / entry["landmarks_file"], allow_pickle=False) as arrays:
+                landmarks = LandmarkGaussians.from_arrays(arrays)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadIndexError(f"The match confidence of {index_dir} cannot be read ({exc}): {redo}.") from exc
     if conf.encoder_fingerprint != manifest["encoder_fingerprint"]:
         raise BadIndexError(f"The match confidence of {index_dir} was fitted for other weights: {redo}.")
     if conf.uses_trunk and (trunk is None or trunk.ndim != 2 or trunk.shape[0] != manifest["count"]):
         raise BadIndexError(f"The match confidence of {index_dir} lacks the trunk vectors of its rows: {redo}.")
-    return conf, trunk
+    if conf.uses_landmarks and (landmarks is None or not set(np.unique([it["class_id"] for it in items])) <= set(
+            landmarks.classes.tolist())):
+        raise BadIndexError(f"The match confidence of {index_dir} lacks the Gaussians of its landmarks: {redo}.")
+    return conf, trunk, landmarks
 
 
-def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.ndarray | None = None) -> GalleryIndex:
-    """Save an open-set confidence (and the per-row trunk vectors it reads) next to the index and name both, with
-    their checksums, in the manifest; files first, then the manifest atomically, so a reader sees old or new."""
+def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.ndarray | None = None,
+                      landmarks: LandmarkGaussians | None = None) -> GalleryIndex:
+    """Save an open-set confidence (and the per-row trunk vectors and the landmark Gaussians it reads) next to the
+    index and name them, with their checksums, in the manifest; files first, then the manifest atomically, so a
+    reader sees old or new."""
     body = json.dumps(conf.to_dict(), indent=1).encode()
     entry = {"file": f"confidence-{hashlib.sha256(body).hexdigest()[:12]}.json"}
     with atomic_path(index.path / entry["file"]) as tmp:
@@ -231,7 +246,14 @@ def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.n
         with atomic_path(index.path / entry["trunk_file"]) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors, allow_pickle=False)
-    for key in ("file", "trunk_file"):
+    if landmarks is not None:
+        arrays = landmarks.to_arrays()
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for v in arrays.values())).hexdigest()
+        entry["landmarks_file"] = f"confidence-landmarks-{digest[:12]}.npz"
+        with atomic_path(index.path / entry["landmarks_file"]) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+    for key in CONFIDENCE_FILES:
         if key in entry:
             entry[key.replace("file", "sha256")] = sha256_file(index.path / entry[key])
     manifest = {k: v for k, v in index.manifest.items() if k != "checksum"}
@@ -239,10 +261,10 @@ def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.n
     manifest["confidence"] = entry
     manifest["checksum"] = manifest_checksum(manifest)
     write_json(manifest, index.path / MANIFEST)
-    for key in ("file", "trunk_file"):
+    for key in CONFIDENCE_FILES:
         if old.get(key) and old[key] != entry.get(key):
             (index.path / old[key]).unlink(missing_ok=True)
-    index.manifest, index.confidence = manifest, conf
+    index.manifest, index.confidence, index.landmarks = manifest, conf, landmarks
     index.trunk_vectors = None if trunk_vectors is None else np.asarray(trunk_vectors, np.float32)
     return index
 

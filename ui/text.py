@@ -167,6 +167,7 @@ def how_it_works(specs: Mapping[str, EncoderSpec], engine: SearchEngine) -> str:
     retrained = f" ({listed(trained)} with models trained without it too)" if trained else ""
     trunk_feature = (f" and, for {listed(on_trunk)}, the distance in its pretrained trunk's own space"
                      if on_trunk else "")
+    both_spaces = f" (for {listed(on_trunk)}, of its vectors and its trunk's together)" if on_trunk else ""
     return f"""
 **{counted(len(specs)).capitalize()}** turn every photo into a vector; similar photos have nearby vectors.
 
@@ -187,7 +188,11 @@ by its stored vector.
 answer is that the gallery does not hold it. So it is fitted with landmarks *left out*: the landmarks are split into
 folds ({fold_counts(specs, cfg)}), each fold's test photos are searched against a gallery without that fold{retrained},
 and a logistic regression learns P(same landmark) from a hit's distance, its margin to the nearest hit of another
-landmark, how many of the top {cfg.k} show its landmark{trunk_feature}. An isotonic curve then recalibrates its output,
+landmark, how many of the top {cfg.k} show its landmark{trunk_feature}, and how far the photo lies
+from the hit's landmark as a whole: each landmark is a Gaussian over up to {cfg.landmark_dims} principal axes of the
+gallery{both_spaces}, all with one covariance, and the distance is taken relative to a Gaussian of the whole gallery
+(the relative Mahalanobis distance), so a photo that differs from a landmark the way its own photos differ stays near
+it. An isotonic curve then recalibrates its output,
 one for the top hit and one for the hits below it, fitted on scores of folds the logistic was not fitted on, so that
 "80%" means right about 80% of the time. Its figures are cross-validated over those folds, the recalibration nested
 inside them: AUROC separating right top hits from absent landmarks, the share of absent landmarks called a match, GAP,

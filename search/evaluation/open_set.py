@@ -40,6 +40,7 @@ from search.retrieval import expansion
 from search.retrieval.calibration import fit_calibration, pair_distances
 from search.retrieval.confidence import (
     BASE_FEATURES,
+    LANDMARK_FEATURE,
     TRUNK_FEATURE,
     Confidence,
     calibration_error,
@@ -53,6 +54,7 @@ from search.retrieval.confidence import (
     reliability,
 )
 from search.retrieval.expansion import QueryExpansion, ranked
+from search.retrieval.landmark_gaussians import LandmarkGaussians, fit_landmark_gaussians, landmark_space
 from search.retrieval.metrics import retrieval_report
 from search.storage import write_json
 
@@ -88,11 +90,13 @@ class FoldRun:
 
 @dataclass
 class OpenSetResult:
-    """What the open-set evaluation of one encoder gives: its report, the app's confidence, the rows' trunk vectors."""
+    """What the open-set evaluation of one encoder gives: its report, the app's confidence, the rows' trunk vectors
+    and the landmark Gaussians it reads."""
 
     report: dict
     confidence: Confidence
     trunk_vectors: np.ndarray | None
+    landmarks: LandmarkGaussians | None = None
 
 
 def trunk_photos(trunk: Trunk, data_root: Path, split: str, classes: Sequence[str],
@@ -109,13 +113,14 @@ def trunk_photos(trunk: Trunk, data_root: Path, split: str, classes: Sequence[st
 
 @dataclass(frozen=True)
 class FoldSearch:
-    """How a fold's queries are searched: the hits kept, whether the confidence reads the trunk's distances, and
-    the encoder's query expansion (its augmented gallery recomputed on each fold's gallery, or it would leak the
-    landmarks held out)."""
+    """How a fold's queries are searched: the hits kept, whether the confidence reads the trunk's distances, the
+    principal axes of the landmark Gaussians it reads (fitted on each fold's gallery), and the encoder's query
+    expansion (its augmented gallery recomputed on each fold's gallery, or it would leak the landmarks held out)."""
 
     k: int
     trunk: bool = False
     expansion: QueryExpansion | None = None
+    landmark_dims: int = config.OPEN_SET.landmark_dims
 
 
 def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, held_out: np.ndarray,
@@ -130,12 +135,16 @@ def _fold_run(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: 
     if trunk:
         tq, tg = test.trunk_unit, train.trunk_unit[g_rows]
         trunk_d = np.linalg.norm(tq[:, None, :] - tg[idx], axis=2)
+    gaussians = fit_landmark_gaussians(landmark_space(train_emb[g_rows], train.trunk_unit[g_rows] if trunk else None),
+                                       train.labels[g_rows], search.landmark_dims, trunk)
+    landmark_d = gaussians.distances(landmark_space(test_emb, test.trunk_unit if trunk else None), hit_labels)
     absent = np.isin(test.labels, held_out)
     present = ~absent
     pair_d, pair_same = pair_distances(test_emb[present], train_emb[g_rows], test.labels[present], train.labels[g_rows])
     curve = fit_calibration(pair_d, pair_same)
-    return FoldRun(held_out, hit_features(dist, hit_labels, trunk_d), hit_labels == test.labels[:, None], absent,
-                   curve(dist[:, 0]), _unseen(train_emb, test_emb, train, test, absent, search.expansion))
+    return FoldRun(held_out, hit_features(dist, hit_labels, trunk_d, landmark_distances=landmark_d),
+                   hit_labels == test.labels[:, None], absent, curve(dist[:, 0]),
+                   _unseen(train_emb, test_emb, train, test, absent, search.expansion))
 
 
 def _unseen(train_emb: np.ndarray, test_emb: np.ndarray, train: Photos, test: Photos, absent: np.ndarray,
@@ -170,8 +179,9 @@ class OpenSetJob:
 
 
 def feature_names(role: str) -> tuple[str, ...]:
-    """The hit features a role's confidence reads: a transfer encoder's also reads its trunk's own distance."""
-    return BASE_FEATURES + ((TRUNK_FEATURE,) if role == "transfer" else ())
+    """The hit features a role's confidence reads: a transfer encoder's also reads its trunk's own distance; every
+    one reads the distance to the hit's landmark."""
+    return BASE_FEATURES + ((TRUNK_FEATURE,) if role == "transfer" else ()) + (LANDMARK_FEATURE,)
 
 
 def _fold_embeddings(job: OpenSetJob, name: str, photos: tuple[Photos, Photos], held_out: np.ndarray, trunk: Trunk,
@@ -234,7 +244,7 @@ def evaluate_open_set(pairs: dict[str, tuple[Encoder, GalleryIndex | None]], dat
             features = transfer_features(data_root, store.checkpoint_dir / "cache", store, train_cfg, trunk.name,
                                          log=lambda s: None)
         folds = fold_sets[cfg.scratch_folds if role == "scratch" else cfg.folds]
-        search = FoldSearch(cfg.k, role == "transfer", expansion.from_dict(encoder.expansion))
+        search = FoldSearch(cfg.k, role == "transfer", expansion.from_dict(encoder.expansion), cfg.landmark_dims)
         runs = []
         for held_out in folds:
             train_emb, test_emb = _fold_embeddings(job, name, (train, test), held_out, trunk, features)
@@ -324,7 +334,12 @@ def _summarise(job: OpenSetJob, name: str, runs: list[FoldRun], backend: tuple[E
         report["unseen"] = _mean_unseen([r.unseen for r in runs])
         report["fold_epochs"] = cfg.scratch_epochs if REGISTRY[name].role == "scratch" else cfg.transfer_epochs
     trunk_vectors = _row_trunk_vectors(index, name, *photos) if TRUNK_FEATURE in names and index else None
-    return OpenSetResult(report, confidence, trunk_vectors)
+    landmarks = None
+    if index is not None:  # fitted on the whole gallery the app searches, as each fold's were on its gallery
+        landmarks = fit_landmark_gaussians(landmark_space(index.embeddings, trunk_vectors),
+                                           np.array([it["class_id"] for it in index.items]), cfg.landmark_dims,
+                                           trunk_vectors is not None)
+    return OpenSetResult(report, confidence, trunk_vectors, landmarks)
 
 
 def _row_trunk_vectors(index: GalleryIndex, name: str, *splits: Photos) -> np.ndarray:
@@ -356,4 +371,4 @@ def save_open_set(result: OpenSetResult, index: GalleryIndex, eval_path: Path) -
         report = {"encoder_fingerprint": index.manifest["encoder_fingerprint"]}
     report.update(result.report)
     write_json(report, eval_path)
-    attach_confidence(index, result.confidence, result.trunk_vectors)
+    attach_confidence(index, result.confidence, result.trunk_vectors, result.landmarks)

@@ -16,6 +16,7 @@ from search.retrieval.intervals import auroc_of, share_of, statistic_interval
 
 BASE_FEATURES = ("distance", "margin", "agreement")
 TRUNK_FEATURE = "trunk_distance"
+LANDMARK_FEATURE = "landmark_distance"
 
 
 def class_folds(n_classes: int, folds: int, seed: int = config.SEED) -> list[np.ndarray]:
@@ -27,11 +28,12 @@ def class_folds(n_classes: int, folds: int, seed: int = config.SEED) -> list[np.
 
 
 def hit_features(distances: np.ndarray, labels: np.ndarray, trunk_distances: np.ndarray | None = None,
-                 window: int | None = None) -> np.ndarray:
+                 window: int | None = None, landmark_distances: np.ndarray | None = None) -> np.ndarray:
     """(n, H, F) evidence for each of a query's ranked hits (distances ascending along H), read off the top
     `window` hits (all H by default): the hit's distance; the margin to the nearest hit of another landmark among
-    them (to the last of them when all agree); the share of them that show its landmark; and, when given,
-    query-hit distance in the trunk's own space."""
+    them (to the last of them when all agree); the share of them that show its landmark; and, when given, the
+    query-hit distance in the trunk's own space and the query's distance to the hit's landmark as a whole
+    (search.retrieval.landmark_gaussians)."""
     d = np.asarray(distances, np.float64)
     lab = np.asarray(labels)
     w = d.shape[1] if window is None else min(int(window), d.shape[1])
@@ -42,8 +44,7 @@ def hit_features(distances: np.ndarray, labels: np.ndarray, trunk_distances: np.
     margin = other_d - d
     agreement = (lw[:, None, :] == lab[:, :, None]).mean(axis=2)
     feats = [d, margin, agreement]
-    if trunk_distances is not None:
-        feats.append(np.asarray(trunk_distances, np.float64))
+    feats += [np.asarray(v, np.float64) for v in (trunk_distances, landmark_distances) if v is not None]
     return np.stack(feats, axis=2)
 
 
@@ -105,6 +106,10 @@ class Confidence:
     def uses_trunk(self) -> bool:
         return TRUNK_FEATURE in self.features
 
+    @property
+    def uses_landmarks(self) -> bool:
+        return LANDMARK_FEATURE in self.features
+
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         """The logistic's P(same landmark) for features of shape (..., F), before any recalibration."""
         z = (np.asarray(feats, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -128,7 +133,7 @@ class Confidence:
         vecs = [tuple(map(float, d[key])) for key in ("mean", "scale", "coef")]
         if not features or any(len(v) != len(features) for v in vecs) or min(vecs[1]) <= 0:
             raise ValueError("confidence parameters do not match its features")
-        unknown = set(features) - {*BASE_FEATURES, TRUNK_FEATURE}
+        unknown = set(features) - {*BASE_FEATURES, TRUNK_FEATURE, LANDMARK_FEATURE}
         if unknown:
             raise ValueError(f"unknown confidence features {sorted(unknown)}")
         threshold = float(d.get("threshold", config.CONFIDENT_P_SAME))

@@ -17,6 +17,7 @@ from search.models.encoders import REGISTRY, Encoder, EncoderStore, spec
 from search.photos.images import is_readable_jpeg, open_image
 from search.retrieval.alignment import align_maps
 from search.retrieval.confidence import hit_features
+from search.retrieval.landmark_gaussians import landmark_space
 from search.retrieval.rank import Searcher
 from search.serving import gpu_calls
 from search.serving.explain import Explanation, overlay
@@ -128,7 +129,7 @@ class SearchEngine:
         idx, dist = b.searcher.search(vector[None, :], depth)
         idx, dist = idx[:, :depth], dist[:, :depth]
         if conf is not None:
-            p = self._confidence(b, idx, dist, trunk_vector, row)[:k]
+            p = self._confidence(b, vector, idx, dist, trunk_vector, row)[:k]
         elif b.index.calibration is not None:
             p = b.index.calibration(dist[0][:k])
         else:
@@ -143,19 +144,23 @@ class SearchEngine:
         return hits
 
     @staticmethod
-    def _confidence(b: Backend, idx: np.ndarray, dist: np.ndarray, trunk_vector: np.ndarray | None,
-                    row: int | None) -> np.ndarray:
-        """P(same landmark) of each ranked hit from the index's open-set confidence."""
+    def _confidence(b: Backend, vector: np.ndarray, idx: np.ndarray, dist: np.ndarray,
+                    trunk_vector: np.ndarray | None, row: int | None) -> np.ndarray:
+        """P(same landmark) of each ranked hit of the query `vector` from the index's open-set confidence."""
         conf, index = b.index.confidence, b.index
         labels = np.array([[index.items[i]["class_id"] for i in idx[0]]])
-        trunk_d = None
+        needs_trunk = conf.uses_trunk or (conf.uses_landmarks and index.landmarks.reads_trunk)
+        if needs_trunk and trunk_vector is None and row is not None:
+            trunk_vector = index.trunk_vectors[row]
+        if needs_trunk and trunk_vector is None:
+            raise LandmarkError(f"The {b.encoder.name} match confidence needs the query's trunk vector.")
+        trunk_d = landmark_d = None
         if conf.uses_trunk:
-            if trunk_vector is None and row is not None:
-                trunk_vector = index.trunk_vectors[row]
-            if trunk_vector is None:
-                raise LandmarkError(f"The {b.encoder.name} match confidence needs the query's trunk vector.")
             trunk_d = np.linalg.norm(index.trunk_vectors[idx[0]] - np.asarray(trunk_vector, np.float32), axis=1)[None]
-        return conf.ranked(hit_features(dist, labels, trunk_d, window=conf.k))[0]
+        if conf.uses_landmarks:
+            trunk = trunk_vector[None] if index.landmarks.reads_trunk else None
+            landmark_d = index.landmarks.distances(landmark_space(vector[None], trunk), labels)
+        return conf.ranked(hit_features(dist, labels, trunk_d, window=conf.k, landmark_distances=landmark_d))[0]
 
     def search(self, name: str, image: Image.Image, k: int) -> list[Hit]:
         """Ranked hits for a normalised RGB image."""

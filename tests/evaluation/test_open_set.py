@@ -191,7 +191,21 @@ def test_the_folds_never_train_on_the_landmarks_they_leave_out(built, trained):
     assert manifest["confidence"]["trunk_file"]  # transfer reads its trunk's distances
 
 
-def test_a_corrupt_confidence_file_is_refused_with_the_fix(built, trained, tmp_path):
+def test_every_confidence_reads_the_distance_to_the_hit_s_landmark(built):
+    from search.index import load_index
+
+    for name in ("scratch", "pretrained", "transfer"):
+        index = load_index(built / name)
+        assert "landmark_distance" in index.confidence.features, name
+        assert set(index.landmarks.classes.tolist()) == {it["class_id"] for it in index.items}
+        # a transfer head's Gaussians read its trunk's vectors too, as its folds' did
+        assert index.landmarks.reads_trunk == (name == "transfer")
+        trunk_dim = index.trunk_vectors.shape[1] if name == "transfer" else 0
+        assert index.landmarks.center.shape == (index.embeddings.shape[1] + trunk_dim,)
+
+
+@pytest.mark.parametrize("part", ["trunk_file", "landmarks_file"])
+def test_a_corrupt_confidence_file_is_refused_with_the_fix(built, trained, tmp_path, part):
     import shutil
 
     from search.errors import BadIndexError
@@ -200,7 +214,7 @@ def test_a_corrupt_confidence_file_is_refused_with_the_fix(built, trained, tmp_p
     root = tmp_path / "idx"
     shutil.copytree(built, root)
     manifest = json.loads((root / "transfer" / "manifest.json").read_text())
-    (root / "transfer" / manifest["confidence"]["trunk_file"]).write_bytes(b"broken")
+    (root / "transfer" / manifest["confidence"][part]).write_bytes(b"broken")
     with pytest.raises(BadIndexError, match="corrupt.*evaluate.py --encoder transfer"):
         load_index(root / "transfer")
 
@@ -278,3 +292,30 @@ def test_the_verdict_says_the_landmark_is_not_in_the_gallery(client, absent_phot
     assert "does not seem to be in the gallery" in verdict
 
 
+
+
+def test_an_index_evaluated_before_the_landmark_distance_keeps_its_confidence(built, trained, dataset, tmp_path):
+    """A confidence fitted before the landmark distance existed reads three or four features and no Gaussians: it
+    still loads and gives every hit a P."""
+    import dataclasses
+    import shutil
+
+    from search.index import attach_confidence, load_index
+    from search.photos.images import open_image
+    from search.serving.engine import SearchEngine
+
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    for name in ("pretrained", "transfer"):
+        index = load_index(root / name)
+        conf = index.confidence
+        keep = [i for i, f in enumerate(conf.features) if f != "landmark_distance"]
+        older = dataclasses.replace(conf, features=tuple(conf.features[i] for i in keep),
+                                    **{key: tuple(getattr(conf, key)[i] for i in keep)
+                                       for key in ("mean", "scale", "coef")})
+        attach_confidence(index, older, index.trunk_vectors if name == "transfer" else None)
+        manifest = json.loads((root / name / "manifest.json").read_text())
+        assert "landmarks_file" not in manifest["confidence"]
+        photo = open_image(sorted((dataset / "test" / CLASSES[0]).iterdir())[0])
+        hits = SearchEngine(root, trained, names=(name,)).search(name, photo, 5)
+        assert len(hits) == 5 and all(h.p_same is not None for h in hits)

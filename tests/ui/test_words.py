@@ -73,7 +73,8 @@ def test_the_method_follows_the_configured_folds_and_thresholds(monkeypatch):
     from search.models.encoders import REGISTRY
     from ui import text
 
-    monkeypatch.setattr(config, "OPEN_SET", dataclasses.replace(config.OPEN_SET, folds=4, scratch_folds=2, k=8))
+    monkeypatch.setattr(config, "OPEN_SET", dataclasses.replace(config.OPEN_SET, folds=4, scratch_folds=2, k=8,
+                                                                    landmark_dims=64))
     monkeypatch.setattr(config, "RELIABLE_AUROC", 0.8)
     monkeypatch.setattr(config, "MAX_FALSE_CONFIDENT", 0.1)
     monkeypatch.setattr(config, "CONFIDENT_P_SAME", 0.6)
@@ -81,6 +82,8 @@ def test_the_method_follows_the_configured_folds_and_thresholds(monkeypatch):
     words = re.sub(r"\s+", " ", text.how_it_works(REGISTRY, SimpleNamespace(backends={})))
     assert "4 folds for pretrained and transfer, 2 folds for scratch" in words
     assert "how many of the top 8 show its landmark" in words
+    assert ("a Gaussian over up to 64 principal axes of the gallery (for transfer, of its vectors and its trunk's "
+            "together)") in words
     assert "AUROC is under 0.80" in words
     assert "(at least 60%) above which no more than 10% of absent landmarks came" in words
     assert "exact for galleries of up to 5,000 photos, approximate past that" in words
