@@ -21,6 +21,7 @@ from scripts.benchmarks import (
     app,
     browser,
     build,
+    confidence,
     encode,
     encoders,
     exact,
@@ -38,7 +39,7 @@ from search.pipeline.cli import run
 from search.storage import write_json
 
 PARTS = {**encode.PARTS, **train.PARTS, **exact.PARTS, **app.PARTS, **build.PARTS, **memory.PARTS, **scale.PARTS,
-         **study.PARTS, **selection.PARTS, **browser.PARTS, **expansion.PARTS,
+         **study.PARTS, **selection.PARTS, **browser.PARTS, **expansion.PARTS, **confidence.PARTS,
          **quality.PARTS, **encoders.PARTS}
 
 

@@ -40,9 +40,9 @@ class LandmarkGaussians:
         if np.any(which >= len(self.classes)) or np.any(self.classes[which.clip(0, len(self.classes) - 1)] != labels):
             raise ValueError("a hit's landmark is not among the landmarks the Gaussians were fitted on")
         diff = x[:, None, :] - self.means[which]
-        own = np.einsum("nhd,de,nhe->nh", diff, self.precision, diff)
+        own = ((diff @ self.precision) * diff).sum(axis=2)  # matmul: BLAS, where einsum's three operands are not
         b = x - self.background_mean
-        return own - np.einsum("nd,de,ne->n", b, self.background_precision, b)[:, None]
+        return own - ((b @ self.background_precision) * b).sum(axis=1)[:, None]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted values as named arrays (for `np.savez`)."""
