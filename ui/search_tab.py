@@ -281,9 +281,9 @@ def build(shared: Shared) -> Tab:
                 ui = _query_column(shared, view)
             with gr.Column(scale=2):
                 _results_column(ui, view, shared.default)
-    ui.hits, ui.query_path = hits, query_path
-    ui.outputs = [ui.gallery, ui.the_map, ui.found, ui.hits, ui.query_path]
-    _wire(ui, shared)
+        ui.hits, ui.query_path = hits, query_path
+        ui.outputs = [ui.gallery, ui.the_map, ui.found, ui.hits, ui.query_path]
+        _wire(ui, shared)  # inside the tab: its API's hidden fields must not sit in the tab bar beside the tabs
     return Tab(switch_inputs=[ui.image, ui.encoder, ui.top_k],
                switch_outputs=[ui.encoder, ui.info, *ui.outputs, ui.downloads],
                on_switch=lambda v, values: on_switch(v, ui, values),

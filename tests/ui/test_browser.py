@@ -163,6 +163,26 @@ def test_compare_results_start_in_the_first_screen_at_1400_by_900(server, browse
             assert agreement < y < 900, (name, y)
 
 
+def test_the_tab_bar_shows_every_tab_once_whichever_is_open(server, browser):
+    """Clicking a tab opens it and leaves the tab bar as it was: each of the five tabs once, none replaced."""
+    from selenium.webdriver.common.by import By
+
+    names = ["Search", "Compare encoders", "Study", "Your photos", "How it works"]
+    browser.get(server)
+    wait = _wait_ready(browser)
+
+    def shown(d) -> list[str]:
+        return [t.text for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.is_displayed()]
+
+    wait.until(lambda d: shown(d) == names)
+    for name in [*names[1:], names[0]]:
+        next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+             if t.text == name and t.is_displayed()).click()
+        wait.until(lambda d: any(t.text == name and "selected" in t.get_attribute("class")
+                                 for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")))
+        assert shown(browser) == names, name
+
+
 def test_compare_tab_in_the_browser(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
