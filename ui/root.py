@@ -64,7 +64,7 @@ def build_demo(engine: SearchEngine, data_dir: Path = config.DEFAULT_DATA_DIR,
     site = Site(engine, work_dir)
     with gr.Blocks(title="Landmark Lens", delete_cache=(3600, 3600)) as demo:
         shared = _header(site, engine, data_dir, web)
-        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab") as shared.tabs:
+        with gr.Tabs(selected="search-tab" if engine.backends else "mine-tab", overflow_behavior="wrap") as shared.tabs:
             tabs = []
             for tab in TABS:
                 tabs.append(tab.build(shared))

@@ -181,6 +181,10 @@ def test_the_tab_bar_shows_every_tab_once_whichever_is_open(server, browser):
         wait.until(lambda d: any(t.text == name and "selected" in t.get_attribute("class")
                                  for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")))
         assert shown(browser) == names, name
+    # on a phone the tabs wrap onto a second row rather than hiding three of them behind a menu
+    with _viewport(browser, 390, 844, mobile=True):
+        browser.get(server)
+        wait.until(lambda d: shown(d) == names)
 
 
 def test_compare_tab_in_the_browser(server, browser, tmp_path):
