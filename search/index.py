@@ -225,8 +225,8 @@ def _load_confidence(index_dir: Path, manifest: dict, items: list[dict]
         raise BadIndexError(f"The match confidence of {index_dir} was fitted for other weights: {redo}.")
     if conf.uses_trunk and (trunk is None or trunk.ndim != 2 or trunk.shape[0] != manifest["count"]):
         raise BadIndexError(f"The match confidence of {index_dir} lacks the trunk vectors of its rows: {redo}.")
-    if conf.uses_landmarks and (landmarks is None or not set(np.unique([it["class_id"] for it in items])) <= set(
-            landmarks.classes.tolist())):
+    if conf.uses_landmarks and (landmarks is None
+                                or not {it["class_id"] for it in items} <= set(landmarks.classes.tolist())):
         raise BadIndexError(f"The match confidence of {index_dir} lacks the Gaussians of its landmarks: {redo}.")
     return conf, trunk, landmarks
 

@@ -36,8 +36,9 @@ class LandmarkGaussians:
     def distances(self, queries: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(n, H) relative Mahalanobis distance of each of n queries (n, D) to the landmarks of its H hits (n, H)."""
         x = (np.asarray(queries, np.float64) - self.center) @ self.components.T
-        which = np.searchsorted(self.classes, np.asarray(labels))
-        if np.any(which >= len(self.classes)) or np.any(self.classes[which.clip(0, len(self.classes) - 1)] != labels):
+        labels = np.asarray(labels)
+        which = np.searchsorted(self.classes, labels).clip(0, len(self.classes) - 1)
+        if np.any(self.classes[which] != labels):
             raise ValueError("a hit's landmark is not among the landmarks the Gaussians were fitted on")
         diff = x[:, None, :] - self.means[which]
         own = ((diff @ self.precision) * diff).sum(axis=2)  # matmul: BLAS, where einsum's three operands are not

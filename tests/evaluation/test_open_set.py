@@ -319,3 +319,22 @@ def test_an_index_evaluated_before_the_landmark_distance_keeps_its_confidence(bu
         photo = open_image(sorted((dataset / "test" / CLASSES[0]).iterdir())[0])
         hits = SearchEngine(root, trained, names=(name,)).search(name, photo, 5)
         assert len(hits) == 5 and all(h.p_same is not None for h in hits)
+
+
+def test_gaussians_that_lack_a_landmark_of_the_gallery_are_refused(built, tmp_path):
+    """Landmark Gaussians fitted on another gallery (one landmark short) would leave a hit without its landmark: the
+    index is refused with the fix rather than searched."""
+    import shutil
+
+    from search.errors import BadIndexError
+    from search.index import attach_confidence, load_index
+    from search.retrieval.landmark_gaussians import fit_landmark_gaussians
+
+    root = tmp_path / "idx"
+    shutil.copytree(built, root)
+    index = load_index(root / "pretrained")
+    labels = np.array([it["class_id"] for it in index.items])
+    some = labels != labels.max()
+    attach_confidence(index, index.confidence, None, fit_landmark_gaussians(index.embeddings[some], labels[some], 8))
+    with pytest.raises(BadIndexError, match="lacks the Gaussians of its landmarks.*evaluate.py --encoder pretrained"):
+        load_index(root / "pretrained")
