@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -231,28 +233,34 @@ def _load_confidence(index_dir: Path, manifest: dict, items: list[dict]
     return conf, trunk, landmarks
 
 
+def _save_addressed(folder: Path, prefix: str, suffix: str, content: bytes,
+                    save: Callable[[BinaryIO], object] | None = None) -> str:
+    """Write a file into `folder` atomically, named by a hash of `content` (so a changed fit never overwrites the
+    file an old manifest names): `save` writes it, else `content` is its bytes. Its name."""
+    name = f"{prefix}-{hashlib.sha256(content).hexdigest()[:12]}{suffix}"
+    with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
+        if save is None:
+            fh.write(content)
+        else:
+            save(fh)
+    return name
+
+
 def attach_confidence(index: GalleryIndex, conf: Confidence, trunk_vectors: np.ndarray | None = None,
                       landmarks: LandmarkGaussians | None = None) -> GalleryIndex:
     """Save an open-set confidence (and the per-row trunk vectors and the landmark Gaussians it reads) next to the
     index and name them, with their checksums, in the manifest; files first, then the manifest atomically, so a
     reader sees old or new."""
-    body = json.dumps(conf.to_dict(), indent=1).encode()
-    entry = {"file": f"confidence-{hashlib.sha256(body).hexdigest()[:12]}.json"}
-    with atomic_path(index.path / entry["file"]) as tmp:
-        tmp.write_bytes(body)
+    entry = {"file": _save_addressed(index.path, "confidence", ".json", json.dumps(conf.to_dict(), indent=1).encode())}
     if trunk_vectors is not None:
         vectors = np.ascontiguousarray(trunk_vectors, dtype=np.float16)  # unit vectors: half the disk, same ranking
-        entry["trunk_file"] = f"confidence-trunk-{hashlib.sha256(vectors.tobytes()).hexdigest()[:12]}.npy"
-        with atomic_path(index.path / entry["trunk_file"]) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors, allow_pickle=False)
+        entry["trunk_file"] = _save_addressed(index.path, "confidence-trunk", ".npy", vectors.tobytes(),
+                                              lambda fh: np.save(fh, vectors, allow_pickle=False))
     if landmarks is not None:
         arrays = landmarks.to_arrays()
-        digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for v in arrays.values())).hexdigest()
-        entry["landmarks_file"] = f"confidence-landmarks-{digest[:12]}.npz"
-        with atomic_path(index.path / entry["landmarks_file"]) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        content = b"".join(np.ascontiguousarray(v).tobytes() for v in arrays.values())
+        entry["landmarks_file"] = _save_addressed(index.path, "confidence-landmarks", ".npz", content,
+                                                  lambda fh: np.savez(fh, **arrays))
     for key in CONFIDENCE_FILES:
         if key in entry:
             entry[key.replace("file", "sha256")] = sha256_file(index.path / entry[key])
@@ -275,10 +283,7 @@ def attach_calibration(index: GalleryIndex, cal: Calibration) -> GalleryIndex:
     The curve goes to a content-addressed file first, then the manifest is replaced atomically to name it,
     so a reader sees either the old pair or the new one.
     """
-    body = json.dumps(cal.to_dict(), indent=1).encode()
-    name = f"calibration-{hashlib.sha256(body).hexdigest()[:12]}.json"
-    with atomic_path(index.path / name) as tmp:
-        tmp.write_bytes(body)
+    name = _save_addressed(index.path, "calibration", ".json", json.dumps(cal.to_dict(), indent=1).encode())
     manifest = {k: v for k, v in index.manifest.items() if k != "checksum"}
     old = (manifest.get("calibration") or {}).get("file")
     manifest["calibration"] = {"file": name, "sha256": sha256_file(index.path / name)}
